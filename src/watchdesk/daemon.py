@@ -1,0 +1,121 @@
+"""`watchdesk run`: APScheduler fires two ticks; the schedule itself lives in SQLite.
+
+- poll tick: start a task for every due feed not already in flight (never waits on them);
+- drain tick: deliver due outbox rows (also run at once after a poll queued alerts);
+- SIGTERM/SIGINT: stop ticking, let in-flight polls finish (each commits in one
+  transaction, so one cut short is simply polled again), close cleanly;
+- SIGHUP, and any change in the watchlists folder: reload watchlists, keeping the last
+  good ones when a file is broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from .config import Config
+from .runtime import Runtime
+from .store import feeds as feed_store
+
+log = logging.getLogger(__name__)
+
+POLL_TICK = 5.0  # seconds between looks at feeds.next_check_at
+DRAIN_TICK = 2.0
+STOP_GRACE = 45.0  # how long in-flight polls may take to finish on SIGTERM
+
+
+class Daemon:
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+        self.in_flight: dict[int, asyncio.Task[object]] = {}
+        self.stopping = asyncio.Event()
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self._draining = asyncio.Lock()
+
+    async def poll_tick(self) -> None:
+        if self.stopping.is_set():
+            return
+        try:
+            self.rt.reload_watchlists()
+            for row in self.rt.due_feeds():
+                if row.id not in self.in_flight:
+                    task = asyncio.create_task(self._poll(row), name=f"poll:{row.name}")
+                    self.in_flight[row.id] = task
+        except Exception:
+            log.exception("poll_tick_failed")
+
+    async def _poll(self, row: feed_store.FeedRow) -> None:
+        try:
+            summary = await self.rt.poll_one(row)
+            if summary.alerts_queued and not self.stopping.is_set():
+                self.scheduler.modify_job("drain", next_run_time=datetime.now().astimezone())
+        finally:
+            self.in_flight.pop(row.id, None)
+
+    async def drain_tick(self) -> None:
+        if self._draining.locked():
+            return
+        async with self._draining:
+            try:
+                await self.rt.drain()
+            except Exception:
+                log.exception("drain_tick_failed")
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop, sig.name)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.rt.reload_watchlists(force=True))
+        self.scheduler.add_job(
+            self.poll_tick,
+            "interval",
+            seconds=POLL_TICK,
+            id="poll",
+            next_run_time=datetime.now().astimezone(),
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.add_job(
+            self.drain_tick,
+            "interval",
+            seconds=DRAIN_TICK,
+            id="drain",
+            next_run_time=datetime.now().astimezone(),
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.start()
+        feeds = len(self.rt.config.feeds)
+        log.info(
+            "daemon_started feeds=%d watchlists=%d database=%s",
+            feeds,
+            len(self.rt.ctx.watchlists),
+            self.rt.config.database,
+        )
+        await self.stopping.wait()
+        self.scheduler.shutdown(wait=False)
+        if self.in_flight:
+            log.info("daemon_stopping in_flight=%d", len(self.in_flight))
+            _done, pending = await asyncio.wait(list(self.in_flight.values()), timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+        async with self._draining:
+            pass
+        log.info("daemon_stopped")
+
+    def stop(self, reason: str = "") -> None:
+        if not self.stopping.is_set():
+            log.info("daemon_stop_requested signal=%s", reason)
+            self.stopping.set()
+
+
+async def run_daemon(config: Config) -> None:
+    runtime = Runtime(config)
+    try:
+        await Daemon(runtime).run()
+    finally:
+        await runtime.aclose()

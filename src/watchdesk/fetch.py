@@ -1,0 +1,52 @@
+"""Conditional GET of a feed -> Fetched | NotModified | FetchFailed."""
+
+from __future__ import annotations
+
+from .models import FailureKind, Fetched, FetchFailed, FetchResult, NotModified
+from .net import HttpPool, Limits, RequestFailed, parse_retry_after
+
+ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/feed+json, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+
+
+async def fetch_feed(
+    pool: HttpPool,
+    url: str,
+    *,
+    etag: str | None,
+    last_modified: str | None,
+    limits: Limits,
+) -> FetchResult:
+    headers = {"Accept": ACCEPT}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    try:
+        resp = await pool.get(url, headers, limits)
+    except RequestFailed as e:
+        return FetchFailed(FailureKind(e.kind), str(e))
+    h = resp.headers
+    if resp.status == 304:
+        # Keep the validators we sent unless the server sent new ones.
+        return NotModified(h.get("etag", etag), h.get("last-modified", last_modified), resp.permanent_url)
+    if resp.status == 200:
+        return Fetched(
+            url=resp.url,
+            body=resp.body,
+            etag=h.get("etag"),
+            last_modified=h.get("last-modified"),
+            content_type=h.get("content-type"),
+            permanent_url=resp.permanent_url,
+        )
+    if resp.status == 410:
+        return FetchFailed(FailureKind.GONE, "HTTP 410 Gone: the publisher removed this feed", 410)
+    if resp.status in (429, 503):
+        return FetchFailed(
+            FailureKind.RATE_LIMITED,
+            f"HTTP {resp.status}",
+            resp.status,
+            parse_retry_after(h.get("retry-after")),
+        )
+    if resp.status in (301, 302, 303, 307, 308):
+        return FetchFailed(FailureKind.HTTP, f"HTTP {resp.status} without a Location", resp.status)
+    return FetchFailed(FailureKind.HTTP, f"HTTP {resp.status}", resp.status)

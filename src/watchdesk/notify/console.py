@@ -1,0 +1,55 @@
+"""The console channel: prints each alert to standard output (the embedded default)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from ..models import Alert, DeliveryResult
+from ..sanitize import for_terminal, one_line
+
+
+def marked_snippet(alert: Alert, before: str = "*", after: str = "*") -> str:
+    """The snippet with each matched span wrapped in markers."""
+    text, out, pos = alert.snippet, [], 0
+    for start, end in sorted(alert.snippet_marks):
+        if start < pos or end > len(text):
+            continue
+        out += [text[pos:start], before, text[start:end], after]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def render(alert: Alert) -> str:
+    published = alert.published.strftime("%Y-%m-%d %H:%M UTC") if alert.published else "undated"
+    head = "[watchdesk TEST] " if alert.test else "[watchdesk] "
+    lines = [
+        f"{head}{one_line(alert.watchlist)}: {one_line(alert.title)}",
+        f"  {one_line(alert.outlet or 'unknown outlet')} | {published}",
+    ]
+    if alert.link:
+        lines.append(f"  {one_line(alert.link)}")
+    if alert.terms:
+        lines.append(f"  matched: {one_line(', '.join(alert.terms))}")
+    if alert.snippet:
+        lines.append(f"  {one_line(marked_snippet(alert))}")
+    return for_terminal("\n".join(lines)) + "\n"
+
+
+class ConsoleChannel:
+    def __init__(self, name: str = "console", stream: TextIO | None = None):
+        self.name = name
+        self._stream = stream
+
+    async def send(self, alert: Alert) -> DeliveryResult:
+        stream = self._stream or sys.stdout
+        try:
+            stream.write(render(alert))
+            stream.flush()
+        except OSError as e:
+            return DeliveryResult(False, f"cannot write to the console: {e}")
+        return DeliveryResult(True)
+
+    async def aclose(self) -> None:
+        return None

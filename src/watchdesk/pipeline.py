@@ -1,0 +1,275 @@
+"""refresh_feed(): one feed, top to bottom, as in DESIGN.md's diagram.
+
+fetch (conditional GET) -> skip if unchanged -> parse -> new entries only
+-> article text -> match -> ONE transaction: entries + hits + outbox + feed state
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlite_utils
+
+from .config import FeedConfig, PollingConfig
+from .fetch import fetch_feed
+from .match import Matcher
+from .models import (
+    Alert,
+    Article,
+    FailureKind,
+    FeedStatus,
+    FetchFailed,
+    FetchResult,
+    Hit,
+    NotModified,
+    ParsedEntry,
+    ParsedFeed,
+    PollSummary,
+    Watchlist,
+)
+from .net import HttpPool, Limits
+from .parse import parse_feed
+from .schedule import Health, Schedule, after_failure, after_success
+from .store import entries as entry_store
+from .store import feeds as feed_store
+from .store import hits as hit_store
+from .store import outbox as outbox_store
+from .urls import canonical_url
+from .workers import WorkerFailed
+
+log = logging.getLogger(__name__)
+
+PARSE_DEADLINE = 30.0
+
+
+@dataclass
+class PollContext:
+    """What polling needs, built once from the config (see runtime.py)."""
+
+    db: sqlite_utils.Database
+    pool: HttpPool
+    cpu: Any  # workers.CpuPool or InlineRunner
+    matcher: Matcher
+    watchlists: dict[str, Watchlist]
+    feeds: dict[str, FeedConfig]  # by config URL
+    polling: PollingConfig
+    limits: Limits
+    clock: Callable[[], float]
+    random: Callable[[], float]
+
+
+async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummary:
+    summary = PollSummary(feeds=1)
+    config = ctx.feeds[feed.config_url]
+    schedule = Schedule(config.interval or ctx.polling.interval, ctx.polling.max_backoff)
+    result: FetchResult = await fetch_feed(
+        ctx.pool, feed.url, etag=feed.etag, last_modified=feed.last_modified, limits=ctx.limits
+    )
+    now = ctx.clock()
+    changes: dict[str, Any] = {"last_polled_at": now}
+    if not isinstance(result, FetchFailed) and result.permanent_url and result.permanent_url != feed.url:
+        log.info("feed_moved feed=%s new_url=%s", config.name, result.permanent_url)
+        changes["url"] = result.permanent_url
+
+    if isinstance(result, NotModified):
+        summary.not_modified = 1
+        changes.update(etag=result.etag, last_modified=result.last_modified, last_http_status=304)
+        _save(ctx.db, feed.id, changes, after_success(now, schedule))
+        return summary
+    if isinstance(result, FetchFailed):
+        return _failed(ctx, feed, config, result, changes, schedule, summary)
+
+    changes.update(etag=result.etag, last_modified=result.last_modified, last_http_status=200)
+    body_hash = hashlib.sha256(result.body).hexdigest()
+    if body_hash == feed.body_hash:
+        summary.unchanged = 1
+        _save(ctx.db, feed.id, changes, after_success(now, schedule))
+        return summary
+
+    try:
+        parsed: ParsedFeed = await ctx.cpu.run(
+            parse_feed,
+            result.body,
+            url=result.url,
+            content_type=result.content_type,
+            max_entries=ctx.polling.max_entries,
+            timeout=PARSE_DEADLINE,
+        )
+    except WorkerFailed as e:
+        failure = FetchFailed(FailureKind.MALFORMED, f"parsing failed: {e}")
+        return _failed(ctx, feed, config, failure, changes, schedule, summary)
+    if not parsed.entries and not parsed.version:
+        reason = parsed.malformed or "no entries"
+        failure = FetchFailed(FailureKind.MALFORMED, f"not a feed: {reason}")
+        return _failed(ctx, feed, config, failure, changes, schedule, summary)
+
+    summary.fetched = 1
+    changes.update(body_hash=body_hash, malformed=parsed.malformed, title=parsed.title)
+    known = entry_store.existing_keys(ctx.db, feed.id, [e.key for e in parsed.entries])
+    new = [e for e in parsed.entries if e.key not in known]
+    alert_after = _alert_after(config, ctx.polling, feed, now)
+
+    matched = []
+    for entry in new:
+        article = article_from_entry(entry, config.name)
+        hits = ctx.matcher.match(article, feed_name=config.name, feed_tags=config.tags)
+        alerting = alert_after is None or (
+            entry.published is not None and entry.published.timestamp() >= alert_after
+        )
+        matched.append((entry, article, hits, alerting))
+
+    with ctx.db.atomic():
+        for entry, article, hits, alerting in matched:
+            entry_id = entry_store.insert_entry(ctx.db, feed.id, entry, article, alerting=alerting, now=now)
+            summary.new_entries += 1
+            for hit in hits:
+                hit_id = hit_store.insert_hit(ctx.db, entry_id, hit, alerted=alerting, now=now)
+                if hit_id is None:
+                    continue
+                summary.hits += 1
+                if alerting:
+                    summary.alerts_queued += _enqueue(ctx, feed.config_url, entry, article, hit, hit_id, now)
+        _update(ctx.db, feed.id, changes, after_success(now, schedule))
+    if parsed.entries_dropped:
+        log.warning("entries_capped feed=%s dropped=%d", config.name, parsed.entries_dropped)
+    log.info(
+        "feed_polled feed=%s new=%d hits=%d alerts=%d",
+        config.name,
+        summary.new_entries,
+        summary.hits,
+        summary.alerts_queued,
+    )
+    return summary
+
+
+def article_from_entry(entry: ParsedEntry, outlet: str) -> Article:
+    """The text the matcher reads: the feed's full content when it has it, else its summary."""
+    if entry.content:
+        text, source = entry.content, "feed content"
+    else:
+        text, source = entry.summary, "summary"
+    return Article(
+        title=entry.title,
+        text=text,
+        url=entry.link,
+        outlet=outlet,
+        published=entry.published,
+        text_source=source,
+    )
+
+
+def _alert_after(
+    config: FeedConfig, polling: PollingConfig, feed: feed_store.FeedRow, now: float
+) -> float | None:
+    """Entries published before this instant are stored but not alerted.
+
+    Only the first successful poll of a feed is limited, by its `backfill` window.
+    None means alert everything new; +inf means alert nothing.
+    """
+    if feed.last_success_at is not None:
+        return None
+    backfill = config.backfill if config.backfill_set else polling.backfill
+    if backfill is None:
+        return None
+    if backfill == 0:
+        return float("inf")
+    return now - backfill
+
+
+def _enqueue(
+    ctx: PollContext,
+    feed_key: str,
+    entry: ParsedEntry,
+    article: Article,
+    hit: Hit,
+    hit_id: int,
+    now: float,
+) -> int:
+    watchlist = ctx.watchlists.get(hit.watchlist)
+    if watchlist is None:
+        return 0
+    alert = build_alert(article, hit, story_key=canonical_url(entry.link) if entry.link else entry.key)
+    queued = 0
+    for channel in watchlist.notify:
+        key = idempotency_key(feed_key, entry.key, hit.watchlist, channel)
+        queued += outbox_store.enqueue(ctx.db, key, channel, alert, hit_id=hit_id, now=now)
+    return queued
+
+
+def build_alert(article: Article, hit: Hit, *, story_key: str) -> Alert:
+    terms = tuple(dict.fromkeys(t.term for t in hit.terms))
+    return Alert(
+        watchlist=hit.watchlist,
+        title=article.title,
+        link=article.url,
+        outlet=article.outlet,
+        published=article.published,
+        terms=terms,
+        snippet=hit.snippet,
+        snippet_marks=hit.snippet_marks,
+        query=hit.query,
+        story_key=story_key,
+    )
+
+
+def idempotency_key(feed_key: str, entry_key: str, watchlist: str, channel: str) -> str:
+    raw = "\x00".join(("alert", feed_key, entry_key, watchlist, channel))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _failed(
+    ctx: PollContext,
+    feed: feed_store.FeedRow,
+    config: FeedConfig,
+    failure: FetchFailed,
+    changes: dict[str, Any],
+    schedule: Schedule,
+    summary: PollSummary,
+) -> PollSummary:
+    now = ctx.clock()
+    health = after_failure(failure, feed.consecutive_errors, now, schedule, ctx.random)
+    changes["last_http_status"] = failure.status
+    if failure.kind is FailureKind.MALFORMED:
+        changes["malformed"] = failure.message
+    _save(ctx.db, feed.id, changes, health)
+    summary.failed = 1
+    summary.errors.append(f"{config.name}: {health.last_error}")
+    next_at = (
+        datetime.fromtimestamp(health.next_check_at).isoformat() if health.next_check_at else "never (gone)"
+    )
+    log.error(
+        "feed_failed feed=%s feed_url=%s kind=%s errors=%d next_check=%s error=%s",
+        config.name,
+        feed.url,
+        failure.kind.value,
+        health.consecutive_errors,
+        next_at,
+        health.last_error,
+    )
+    return summary
+
+
+def _save(db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any], health: Health) -> None:
+    with db.atomic():
+        _update(db, feed_id, changes, health)
+
+
+def _update(db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any], health: Health) -> None:
+    if health.status is FeedStatus.OK:
+        changes["last_success_at"] = changes["last_polled_at"]
+    feed_store.update_feed(
+        db,
+        feed_id,
+        {
+            **changes,
+            "status": health.status.value,
+            "consecutive_errors": health.consecutive_errors,
+            "last_error": health.last_error,
+            "next_check_at": health.next_check_at,
+        },
+    )

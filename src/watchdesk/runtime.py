@@ -1,0 +1,143 @@
+"""Build what polling and delivery need from a Config; poll feeds; drain the outbox.
+
+Used by `watchdesk run` (daemon.py) and `watchdesk poll --once`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config, load_watchlists
+from .match import compile_matcher
+from .models import PollSummary, Watchlist
+from .net import HttpPool, Limits
+from .notify import Channel, ChannelNotAvailable, build_channel
+from .outbox import Drainer, DrainSummary
+from .pipeline import PollContext, refresh_feed
+from .store import feeds as feed_store
+from .store import open_db
+from .workers import CpuPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WatchlistState:
+    """The watchlists in force, and what the folder looked like when they were loaded."""
+
+    signature: tuple[tuple[str, float, int], ...] = ()
+    broken: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+def folder_signature(folder: Path) -> tuple[tuple[str, float, int], ...]:
+    try:
+        files = sorted(folder.glob("*.toml"))
+        return tuple((f.name, f.stat().st_mtime, f.stat().st_size) for f in files)
+    except OSError:
+        return ()
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        channels: dict[str, Channel] | None = None,
+    ):
+        self.config = config
+        self.clock = clock
+        self.db = open_db(config.database)
+        feed_store.sync_feeds(self.db, [(f.url, f.name) for f in config.feeds if f.enabled], clock())
+        net = config.network
+        self.pool = HttpPool(concurrency=net.concurrency, per_host=net.per_host, user_agent=net.user_agent)
+        self.cpu = CpuPool()
+        self.ctx = PollContext(
+            db=self.db,
+            pool=self.pool,
+            cpu=self.cpu,
+            matcher=compile_matcher(config.watchlists),
+            watchlists={w.name: w for w in config.watchlists},
+            feeds={f.url: f for f in config.feeds},
+            polling=config.polling,
+            limits=Limits(timeout=net.timeout, max_bytes=net.max_feed_bytes, max_redirects=net.max_redirects),
+            clock=clock,
+            random=rand,
+        )
+        self.channels = channels if channels is not None else self._build_channels()
+        self.drainer = Drainer(self.db, self.channels, clock, rand)
+        self.watchlist_state = WatchlistState(signature=folder_signature(config.watchlists_dir))
+
+    def _build_channels(self) -> dict[str, Channel]:
+        channels: dict[str, Channel] = {}
+        for name, channel_config in self.config.channels.items():
+            try:
+                channels[name] = build_channel(channel_config)
+            except ChannelNotAvailable as e:
+                log.warning("channel_unavailable channel=%s error=%s", name, e)
+        return channels
+
+    def set_watchlists(self, watchlists: list[Watchlist] | tuple[Watchlist, ...]) -> None:
+        self.ctx.matcher = compile_matcher(watchlists)
+        self.ctx.watchlists = {w.name: w for w in watchlists}
+
+    def reload_watchlists(self, *, force: bool = False) -> bool:
+        """Reload when the folder changed. A broken file keeps the last good watchlists."""
+        folder = self.config.watchlists_dir
+        signature = folder_signature(folder)
+        if not force and signature == self.watchlist_state.signature:
+            return False
+        self.watchlist_state.signature = signature
+        watchlists, problems = load_watchlists(folder, self.config.channels, self.config.feeds)
+        if problems:
+            self.watchlist_state.broken = True
+            self.watchlist_state.problems = [str(p) for p in problems]
+            for problem in problems:
+                log.error("watchlist_invalid problem=%s (keeping the last good watchlists)", problem)
+            return False
+        self.set_watchlists(watchlists)
+        self.watchlist_state.broken = False
+        self.watchlist_state.problems = []
+        log.info("watchlists_reloaded count=%d", len(watchlists))
+        return True
+
+    async def poll_feeds(self, rows: list[feed_store.FeedRow]) -> PollSummary:
+        total = PollSummary()
+        results = await asyncio.gather(*(self.poll_one(row) for row in rows))
+        for summary in results:
+            total.add(summary)
+        return total
+
+    async def poll_one(self, row: feed_store.FeedRow) -> PollSummary:
+        """refresh_feed, with nothing escaping: an unexpected error is logged and recorded."""
+        try:
+            return await refresh_feed(self.ctx, row)
+        except Exception as e:  # a bug must not stop the other feeds
+            log.exception("feed_crashed feed=%s feed_url=%s", row.name, row.url)
+            summary = PollSummary(feeds=1, failed=1)
+            summary.errors.append(f"{row.name}: internal error: {type(e).__name__}: {e}")
+            return summary
+
+    def due_feeds(self) -> list[feed_store.FeedRow]:
+        return feed_store.due_feeds(self.db, self.clock())
+
+    def all_feeds(self) -> list[feed_store.FeedRow]:
+        return [row for row in feed_store.all_feeds(self.db) if row.status != "gone"]
+
+    async def drain(self) -> DrainSummary:
+        return await self.drainer.drain()
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+        for channel in self.channels.values():
+            await channel.aclose()
+        self.cpu.close()
+        self.db.close()

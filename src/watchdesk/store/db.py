@@ -1,0 +1,102 @@
+"""Open the database: WAL, busy_timeout, foreign keys, synchronous=FULL; migrate."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from ..errors import StoreError
+
+migrations = Migrations("watchdesk")
+
+
+@migrations(name="0001_initial")
+def _initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE feeds (
+            id INTEGER PRIMARY KEY,
+            config_url TEXT NOT NULL UNIQUE,   -- as written in config: the feed's identity
+            url TEXT NOT NULL,                 -- where it is polled now (301/308 update it)
+            name TEXT NOT NULL,
+            title TEXT,
+            status TEXT NOT NULL DEFAULT 'new',
+            active INTEGER NOT NULL DEFAULT 1, -- 0 once removed from the config
+            etag TEXT,
+            last_modified TEXT,
+            body_hash TEXT,
+            next_check_at REAL NOT NULL DEFAULT 0,
+            last_polled_at REAL,
+            last_success_at REAL,
+            consecutive_errors INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            last_http_status INTEGER,
+            malformed TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX feeds_due ON feeds(next_check_at);
+        CREATE TABLE entries (
+            id INTEGER PRIMARY KEY,
+            feed_id INTEGER NOT NULL REFERENCES feeds(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            guid TEXT,
+            link TEXT,
+            title TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            text TEXT NOT NULL,
+            text_source TEXT NOT NULL,
+            published REAL,
+            seen_at REAL NOT NULL,
+            alerting INTEGER NOT NULL,        -- 0 when stored outside the backfill window
+            UNIQUE (feed_id, key)
+        );
+        CREATE INDEX entries_published ON entries(published);
+        CREATE TABLE hits (
+            id INTEGER PRIMARY KEY,
+            entry_id INTEGER NOT NULL REFERENCES entries(id) ON DELETE CASCADE,
+            watchlist TEXT NOT NULL,
+            query TEXT NOT NULL,
+            terms TEXT NOT NULL,              -- JSON list of {term, field, start, end}
+            snippet TEXT NOT NULL,
+            snippet_marks TEXT NOT NULL,      -- JSON list of [start, end]
+            created_at REAL NOT NULL,
+            alerted INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (entry_id, watchlist)
+        );
+        CREATE INDEX hits_created ON hits(created_at);
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            hit_id INTEGER REFERENCES hits(id) ON DELETE SET NULL,
+            channel TEXT NOT NULL,
+            payload TEXT NOT NULL,            -- JSON Alert
+            status TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | dead
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            sent_at REAL
+        );
+        CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+        """
+    )
+
+
+def open_db(path: Path | str) -> sqlite_utils.Database:
+    """Open (creating if needed) and migrate the database at `path`."""
+    try:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=FULL")
+        db = sqlite_utils.Database(conn, execute_plugins=False)
+        migrations.apply(db)
+    except (sqlite3.Error, OSError) as e:
+        raise StoreError(f"cannot open database {path}: {e}") from e
+    return db

@@ -1,0 +1,76 @@
+"""The feeds table: configured feeds, their validators and their health."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import sqlite_utils
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    id: int
+    config_url: str
+    url: str
+    name: str
+    title: str | None
+    status: str
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    next_check_at: float | None
+    last_polled_at: float | None
+    last_success_at: float | None
+    consecutive_errors: int
+    last_error: str | None
+    last_http_status: int | None
+    malformed: str | None
+
+
+_COLUMNS = ", ".join(f.name for f in fields(FeedRow))
+
+
+def _rows(db: sqlite_utils.Database, where: str, params: Sequence[Any] = ()) -> list[FeedRow]:
+    cursor = db.execute(f"SELECT {_COLUMNS} FROM feeds WHERE {where}", list(params))
+    return [FeedRow(*row) for row in cursor.fetchall()]
+
+
+def sync_feeds(db: sqlite_utils.Database, feeds: Sequence[tuple[str, str]], now: float) -> None:
+    """Make the table match the config: (url, name) pairs. New feeds are due now;
+    feeds no longer configured are kept (with their history) but not polled."""
+    with db.atomic():
+        db.execute("UPDATE feeds SET active = 0")
+        for url, name in feeds:
+            db.execute(
+                "INSERT INTO feeds (config_url, url, name, next_check_at, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(config_url) DO UPDATE SET name = excluded.name, active = 1",
+                [url, url, name, now, now],
+            )
+
+
+def due_feeds(db: sqlite_utils.Database, now: float, limit: int = 1000) -> list[FeedRow]:
+    return _rows(
+        db,
+        "active = 1 AND next_check_at IS NOT NULL AND next_check_at <= ? ORDER BY next_check_at LIMIT ?",
+        [now, limit],
+    )
+
+
+def all_feeds(db: sqlite_utils.Database) -> list[FeedRow]:
+    return _rows(db, "active = 1 ORDER BY name")
+
+
+def get_feed(db: sqlite_utils.Database, feed_id: int) -> FeedRow:
+    return _rows(db, "id = ?", [feed_id])[0]
+
+
+def update_feed(db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any]) -> None:
+    """Write changed columns; call inside the poll's transaction."""
+    allowed = {f.name for f in fields(FeedRow)} - {"id", "config_url"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"not feed columns: {sorted(unknown)}")
+    sets = ", ".join(f"{k} = ?" for k in changes)
+    db.execute(f"UPDATE feeds SET {sets} WHERE id = ?", [*changes.values(), feed_id])

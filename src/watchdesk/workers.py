@@ -1,0 +1,84 @@
+"""A bounded pool of worker processes for CPU-heavy stages (feedparser, trafilatura).
+
+Work runs off the event loop. A task that passes its deadline gets the pool's
+processes killed and a fresh pool started: a pathological input costs a worker,
+never the daemon. Each worker may also run with an address-space limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import resource
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class WorkerFailed(Exception):
+    """The task passed its deadline or its worker died (e.g. over its memory limit)."""
+
+
+def _limit_memory(max_bytes: int | None) -> None:
+    if max_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+
+
+class CpuPool:
+    def __init__(self, workers: int | None = None, *, memory_limit: int | None = None):
+        self._workers = workers or max(1, min(2, os.cpu_count() or 1))
+        self._memory_limit = memory_limit
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._workers,
+                mp_context=multiprocessing.get_context("forkserver"),
+                initializer=_limit_memory,
+                initargs=(self._memory_limit,),
+            )
+        return self._pool
+
+    async def run(self, fn: Callable[..., T], *args: Any, timeout: float, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor(), partial(fn, *args, **kwargs))
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            self._kill()
+            raise WorkerFailed(f"took longer than {timeout:g}s") from None
+        except BrokenProcessPool:
+            self._kill()
+            raise WorkerFailed("the worker died (out of memory or crashed)") from None
+        except MemoryError:
+            raise WorkerFailed("the worker ran out of memory") from None
+
+    def _kill(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class InlineRunner:
+    """Runs tasks in this process (for `extract`/`try` on one page, and small tools)."""
+
+    async def run(self, fn: Callable[..., T], *args: Any, timeout: float, **kwargs: Any) -> T:
+        return fn(*args, **kwargs)
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server import LocalServer
+
+CORPUS = Path(os.environ.get("WATCHDESK_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
+
+
+@pytest.fixture
+def corpus() -> Path:
+    """../shared/corpus beside the project (CI has it; a user's clone may not)."""
+    if not (CORPUS / "MANIFEST.md").is_file():
+        pytest.skip(f"corpus not found at {CORPUS} (set WATCHDESK_CORPUS to run corpus tests)")
+    return CORPUS
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    with LocalServer() as srv:
+        yield srv
+
+
+def write_config(
+    folder: Path,
+    feeds: list[dict[str, object]],
+    watchlists: dict[str, str],
+    *,
+    extra: str = "",
+    polling: str = "",
+) -> Path:
+    """Write watchdesk.toml and watchlists/*.toml into folder; return the config path."""
+    (folder / "watchlists").mkdir(parents=True, exist_ok=True)
+    for name, text in watchlists.items():
+        (folder / "watchlists" / f"{name}.toml").write_text(textwrap.dedent(text))
+    lines = [
+        "[watchdesk]",
+        'database = "watchdesk.db"',
+        "",
+        "[polling]",
+        polling,
+        "",
+        "[network]",
+        'allow = ["127.0.0.1/32"]',
+        "robots = false",
+        "",
+    ]
+    for feed in feeds:
+        lines.append("[[feed]]")
+        for key, value in feed.items():
+            lines.append(f"{key} = {_toml(value)}")
+        lines.append("")
+    lines.append(textwrap.dedent(extra))
+    path = folder / "watchdesk.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
