@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from server import LocalServer
 
 CORPUS = Path(os.environ.get("WATCHDESK_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))

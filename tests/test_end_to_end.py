@@ -48,7 +48,10 @@ def alerts(stdout: str) -> list[str]:
 
 def test_backfill_all_alerts_the_story_once(tmp_path: Path, story: dict[str, str]) -> None:
     config = write_config(
-        tmp_path, [{"url": story["feed"], "name": "Metro"}], {"opioids": WATCHLIST}, polling='backfill = "all"'
+        tmp_path,
+        [{"url": story["feed"], "name": "Metro"}],
+        {"opioids": WATCHLIST},
+        polling='backfill = "all"',
     )
     first = watchdesk(config, "poll", "--once")
     assert first.returncode == 0, first.stderr
@@ -107,4 +110,3 @@ def test_restarted_daemon_realerts_nothing(tmp_path: Path, server: LocalServer) 
     assert "daemon_stopped" in err
     with sqlite3.connect(tmp_path / "watchdesk.db") as db:
         assert db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'sent'").fetchone() == (1,)
-

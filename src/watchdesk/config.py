@@ -391,7 +391,7 @@ def load_config(path: Path, *, check_secrets: bool = True) -> Config:
     watchlists, wl_problems = load_watchlists(watch_dir, channels, feeds)
     problems = c.problems + wl_problems
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
     return Config(
         path=path,
         database=base / top.get("database", "watchdesk.db"),
@@ -501,7 +501,7 @@ def load_watchlists(
         values = _check_table(c, data, WATCHLIST_KEYS, (), "watchlist")
         if "match" not in data:
             c.add((), "a watchlist needs match = [...] (one query per string)")
-        elif not values.get("match"):
+        elif "match" in values and not values["match"]:
             c.add(("match",), "match is empty: add at least one query")
         sensitive = values.get("case_sensitive_terms", ())
         for key in ("match", "exclude"):

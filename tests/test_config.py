@@ -1,0 +1,186 @@
+"""Config and watchlist files: every problem reported at once, each with file and line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from watchdesk.config import load_config, parse_backfill, parse_duration, parse_size
+from watchdesk.errors import ConfigError
+
+GOOD_MAIN = """\
+[watchdesk]
+database = "state/watchdesk.db"
+
+[polling]
+interval = "10m"
+backfill = "none"
+
+[network]
+allow = ["10.1.2.0/24"]
+
+[[feed]]
+url = "https://example.org/feed.xml"
+name = "Example"
+tags = ["wires"]
+
+[channel.desk]
+type = "email"
+smtp = "smtp://relay.example.org:587"
+from = "watchdesk@example.org"
+to = ["desk@example.org"]
+password = "env:WATCHDESK_TEST_SMTP"
+"""
+
+
+def make(tmp_path: Path, main: str, watchlists: dict[str, str]) -> Path:
+    (tmp_path / "watchlists").mkdir()
+    for name, text in watchlists.items():
+        (tmp_path / "watchlists" / f"{name}.toml").write_text(textwrap.dedent(text))
+    path = tmp_path / "watchdesk.toml"
+    path.write_text(textwrap.dedent(main))
+    return path
+
+
+def check(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watchdesk", "--config", str(path), "check"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
+def test_a_good_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WATCHDESK_TEST_SMTP", "s3cret")
+    path = make(tmp_path, GOOD_MAIN, {"drugs": "match = ['fentanyl']\nnotify = ['desk', 'console']\n"})
+    config = load_config(path)
+    assert config.database == tmp_path / "state" / "watchdesk.db"
+    assert config.polling.interval == 600 and config.polling.backfill == 0
+    assert config.feeds[0].name == "Example" and config.feeds[0].tags == ("wires",)
+    assert set(config.channels) == {"console", "desk"}
+    assert config.watchlists[0].name == "drugs" and config.watchlists[0].notify == ("desk", "console")
+
+
+def test_check_lists_every_problem_with_file_and_line(tmp_path: Path) -> None:
+    main = """\
+    [watchdesk]
+    databse = "x.db"
+
+    [polling]
+    interval = "15 minutes"
+
+    [[feed]]
+    url = "ftp://example.org/feed"
+
+    [[feed]]
+    url = "https://example.org/a"
+    tags = "wires"
+    colour = "red"
+
+    [channel.slacky]
+    type = "slack"
+    webhook = "https://hooks.slack.com/services/T000/B000/XXXX"
+
+    [channel.desk]
+    type = "email"
+    smtp = "smtp://relay.example.org:587"
+    from = "w@example.org"
+    to = ["d@example.org"]
+    password = "env:WATCHDESK_NOT_SET_ANYWHERE"
+    """
+    watchlist = """\
+    description = "drugs"
+    match = [
+      'fentanyl',
+      42,
+    ]
+    notify = ["console", "newsroom"]
+    delivery = "weekly"
+    """
+    path = make(tmp_path, main, {"drugs": watchlist, "empty": "description = 'nothing'\n"})
+    result = check(path)
+    assert result.returncode == 2
+    out = result.stderr
+    wl = tmp_path / "watchlists" / "drugs.toml"
+    expected = [
+        f"{path}:2: unknown key 'databse' in [watchdesk]",
+        f"{path}:5: polling.interval: '15 minutes' is not a duration",
+        f"{path}:8: feed.url: 'ftp://example.org/feed' must start with http:// or https://",
+        f"{path}:13: unknown key 'colour' in [feed]",
+        f"{path}:17: channel.slacky.webhook: secrets are never written inline",
+        f"{path}:24: channel 'desk': password: environment variable WATCHDESK_NOT_SET_ANYWHERE is not set",
+        f"{wl}:2: watchlist.match: expected a list of strings",
+        f"{wl}:6: notify names unknown channel 'newsroom'",
+        f"{wl}:7: watchlist.delivery: 'weekly' is not a delivery",
+        f"{tmp_path / 'watchlists' / 'empty.toml'}: a watchlist needs match",
+    ]
+    for line in expected:
+        assert line in out, f"missing {line!r} in:\n{out}"
+    assert "hooks.slack.com/services/T000/B000/XXXX" not in out + result.stdout  # never echo a secret
+
+
+def test_toml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    path = make(tmp_path, '[polling]\ninterval = "15m\n', {})
+    result = check(path)
+    assert result.returncode == 2
+    assert f"{path}:2:" in result.stderr and "not valid TOML" in result.stderr
+
+
+def test_watchlist_query_element_lines(tmp_path: Path) -> None:
+    watchlist = """\
+    match = [
+      'fentanyl',
+      '"dark web"',
+    ]
+    """
+    path = make(tmp_path, "[polling]\n", {"w": watchlist})
+    config = load_config(path)
+    assert config.watchlists[0].lines == (2, 3)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = check(tmp_path / "nope.toml")
+    assert result.returncode == 2
+    assert "nope.toml: cannot read" in result.stderr
+
+
+def test_watchlist_feeds_must_name_a_feed_or_tag(tmp_path: Path) -> None:
+    path = make(
+        tmp_path,
+        '[[feed]]\nurl = "https://example.org/f"\nname = "Ex"\ntags = ["wires"]\n',
+        {"w": "match = ['x']\nfeeds = ['Ex', 'wires', 'nosuch']\n"},
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert [str(p) for p in e.value.problems] == [
+        f"{tmp_path / 'watchlists' / 'w.toml'}:2: feeds names 'nosuch', which is no feed name or tag"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("15m", 900), ("1h", 3600), ("1h30m", 5400), ("2d", 172800), ("1w", 604800)],
+)
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "15", "m", "1.5h", "15 m", "-1h", "1y"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_backfill_and_sizes() -> None:
+    assert parse_backfill("all") is None
+    assert parse_backfill("none") == 0
+    assert parse_backfill("24h") == 86400
+    assert parse_size("10MiB") == 10 * 2**20
+    assert parse_size(1234) == 1234
+    with pytest.raises(ValueError):
+        parse_size("lots")
