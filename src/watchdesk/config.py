@@ -324,6 +324,9 @@ def _read_toml(path: Path, problems: list[Problem]) -> tuple[dict[str, Any], str
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
         line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
+        if "at end of document" in str(e):
+            msg = msg.replace(" (at end of document)", "") + " (at end of file)"
+            line = max(1, len(text.splitlines()))
         problems.append(Problem(str(path), line, f"not valid TOML: {msg}", col))
         return None
 
