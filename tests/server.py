@@ -1,10 +1,10 @@
 """A real HTTP server on 127.0.0.1 for tests: routes, recorded requests, hostile answers.
 
-    with LocalServer() as srv:
-        srv.route("/feed", body=b"<rss>...", headers={"ETag": '"v1"'})
-        srv.route("/slow", handler=lambda req: Reply(200, chunks=drip(b"x" * 100, 0.5)))
-        url = srv.url("/feed")
-        srv.requests  # every request: method, path, headers, body
+with LocalServer() as srv:
+    srv.route("/feed", body=b"<rss>...", headers={"ETag": '"v1"'})
+    srv.route("/slow", handler=lambda req: Reply(200, chunks=drip(b"x" * 100, 0.5)))
+    url = srv.url("/feed")
+    srv.requests  # every request: method, path, headers, body
 """
 
 from __future__ import annotations
