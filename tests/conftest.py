@@ -32,6 +32,7 @@ def write_config(
     *,
     extra: str = "",
     polling: str = "",
+    network: str = "",
 ) -> Path:
     """Write watchdesk.toml and watchlists/*.toml into folder; return the config path."""
     (folder / "watchlists").mkdir(parents=True, exist_ok=True)
@@ -47,6 +48,7 @@ def write_config(
         "[network]",
         'allow = ["127.0.0.1/32"]',
         "robots = false",
+        textwrap.dedent(network),
         "",
     ]
     for feed in feeds:

@@ -25,7 +25,7 @@ class Receiver:
         self.script = list(script or [])
         self.received: list[Alert] = []
 
-    async def send(self, alert: Alert) -> DeliveryResult:
+    async def send(self, alert: Alert, *, key: str) -> DeliveryResult:
         result = self.script.pop(0) if self.script else DeliveryResult(True)
         if result.ok:
             self.received.append(alert)

@@ -1,106 +1,403 @@
-"""Compile watchlists into one matcher; Article -> list[Hit].
+"""Compile all watchlists into one matcher; Article -> list[Hit].
 
-First version: each `match` query is a list of words and "quoted phrases" that must all
-occur (case-insensitive, whole words), `OR` between alternatives; `exclude` vetoes.
-The interface (compile_matcher, Matcher.match) is what the pipeline relies on.
+Compilation parses every query (query.py), interns identical terms, expands each term
+into its spellings (hyphen variants) and puts them all, as normalised token strings, into
+one Aho-Corasick automaton. Matching an article then:
+
+1. normalises and tokenises the title and the text once (textnorm.analyze);
+2. runs the automaton once over each field's joined tokens, which finds every occurrence
+   of every literal term, whole tokens only (the patterns are framed by spaces);
+3. evaluates only the queries whose trigger terms occurred (plus the few that consist of
+   regexes only): boolean logic, NEAR, case-sensitive checks and regexes;
+4. for the first `match` query of a watchlist that fires (and no `exclude` query does),
+   records every matched term with its offsets in the original field and a snippet.
+
+The cost of steps 1-2 follows the article, not the number of terms. Regexes run on the
+original text of a field, cut to REGEX_TEXT_LIMIT characters.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import ahocorasick
+
 from .models import Article, Hit, TermMatch, Watchlist
+from .query import FIELDS, And, Field, Near, Node, Not, Or, Regex, Term, parse_query, walk
+from .textnorm import Analyzed, analyze, fold_exact
 
-_TERM = re.compile(r'"([^"]*)"|(\S+)')
+REGEX_TEXT_LIMIT = 100_000  # characters of a field a /regex/ is applied to
 SNIPPET_WORDS = 30
+SNIPPET_CONTEXT = 240  # at most this many characters of context on each side
+SNIPPET_MAX_MATCH = 400  # a longer match (a greedy regex) is cut in the snippet
+MAX_MATCHES_PER_TERM = 20  # occurrences of one term recorded in a Hit
+
+_WORD = re.compile(r"\S+")
+Span = tuple[int, int, tuple[tuple[Node, int, int], ...]]  # tokens i..j and the terms in it
 
 
-def _terms(query: str) -> list[list[str]]:
-    """'a "b c" OR d' -> [['a', 'b c'], ['d']]"""
-    groups: list[list[str]] = [[]]
-    for m in _TERM.finditer(query):
-        phrase, word = m.group(1), m.group(2)
-        if word == "OR":
-            groups.append([])
-        elif word == "AND":
-            continue
-        else:
-            text = phrase if phrase is not None else word
-            if text.strip():
-                groups[-1].append(text)
-    return [g for g in groups if g]
+@dataclass(frozen=True, slots=True)
+class _Variant:
+    anchor: int  # id of its pattern in the automaton
+    length: int  # len(pattern): the first token starts at end - length + 2
+    tokens: int
+    exact: tuple[str | None, ...] | None  # case-sensitive forms to verify, if any
+    prefix: bool
 
 
-def _pattern(term: str) -> re.Pattern[str]:
-    words = [re.escape(w) for w in term.split()]
-    return re.compile(r"(?<!\w)" + r"\W+".join(words) + r"(?!\w)", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Query:
     source: str
-    alternatives: tuple[tuple[tuple[str, re.Pattern[str]], ...], ...]
-
-    def find(self, fields: dict[str, str]) -> list[TermMatch] | None:
-        for terms in self.alternatives:
-            found: list[TermMatch] = []
-            for term, pattern in terms:
-                for name, text in fields.items():
-                    m = pattern.search(text)
-                    if m:
-                        found.append(TermMatch(term, name, m.start(), m.end()))
-                        break
-                else:
-                    break
-            else:
-                return found
-        return None
+    node: Node
+    triggers: frozenset[int] | None  # the query can be true only if one of these occurred
 
 
-def _compile(query: str) -> _Query:
-    alts = tuple(tuple((t, _pattern(t)) for t in group) for group in _terms(query))
-    return _Query(query, alts)
-
-
-def make_snippet(text: str, start: int, end: int) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """About SNIPPET_WORDS words around text[start:end], and where the match sits in it."""
-    half = SNIPPET_WORDS // 2
-    before = text[:start].split()
-    after = text[end:].split()
-    head = " ".join(before[-half:])
-    tail = " ".join(after[:half])
-    middle = " ".join(text[start:end].split())
-    prefix = ("… " if len(before) > half else "") + (head + " " if head else "")
-    snippet = prefix + middle + (" " + tail if tail else "") + (" …" if len(after) > half else "")
-    return snippet, ((len(prefix), len(prefix) + len(middle)),)
+@dataclass(frozen=True, slots=True)
+class _List:
+    watchlist: Watchlist
+    match: tuple[_Query, ...]
+    exclude: tuple[_Query, ...]
+    feeds: frozenset[str]
 
 
 class Matcher:
+    """All watchlists compiled once; `match` is safe to call from any thread."""
+
     def __init__(self, watchlists: Sequence[Watchlist]):
-        self._lists = [
-            (w, [_compile(q) for q in w.match], [_compile(q) for q in w.exclude]) for w in watchlists
-        ]
+        self._tid: dict[int, int] = {}  # id(Term node) -> interned term id
+        self._keys: dict[tuple[object, ...], int] = {}
+        self._variants: list[tuple[_Variant, ...]] = []
+        self._simple: list[bool] = []  # no case-sensitive check: an occurrence is a match
+        self._anchors: dict[str, int] = {}
+        self._anchor_terms: list[list[int]] = []
+        self._regex: dict[str, re.Pattern[str]] = {}
+        self._lists = tuple(self._compile_list(w) for w in watchlists)
+        self._by_term: dict[int, list[int]] = {}
+        self._always: list[int] = []
+        for index, wl in enumerate(self._lists):
+            for q in wl.match:
+                if q.triggers is None:
+                    self._always.append(index)
+                for tid in q.triggers or ():
+                    self._by_term.setdefault(tid, []).append(index)
+        self._automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        for pattern, aid in self._anchors.items():
+            self._automaton.add_word(pattern, aid)
+        if self._anchors:
+            self._automaton.make_automaton()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"terms": len(self._variants), "patterns": len(self._anchors)}
+
+    def _compile_list(self, w: Watchlist) -> _List:
+        def compile_query(source: str) -> _Query:
+            try:
+                node = parse_query(source, case_sensitive_terms=w.case_sensitive_terms)
+            except Exception as e:
+                e.add_note(f"watchlist {w.name!r}, query {source!r}")
+                raise
+            for sub in walk(node):
+                if isinstance(sub, Term):
+                    self._tid[id(sub)] = self._intern(sub)
+                elif isinstance(sub, Regex):
+                    self._regex[sub.pattern] = re.compile(sub.pattern)
+            triggers = self._triggers(node)
+            return _Query(source, node, None if triggers is None else frozenset(triggers))
+
+        feeds = frozenset(f.casefold() for f in w.feeds)
+        match = tuple(compile_query(q) for q in w.match)
+        return _List(w, match, tuple(compile_query(q) for q in w.exclude), feeds)
+
+    def _intern(self, term: Term) -> int:
+        tid = self._keys.get(term.key)
+        if tid is not None:
+            return tid
+        tid = self._keys[term.key] = len(self._variants)
+        variants = []
+        for spelling in term.variants():
+            pattern = " " + " ".join(w for w, _ in spelling) + ("" if term.prefix else " ")
+            aid = self._anchors.setdefault(pattern, len(self._anchors))
+            if aid == len(self._anchor_terms):
+                self._anchor_terms.append([])
+            self._anchor_terms[aid].append(tid)
+            exact = tuple(cs for _, cs in spelling)
+            has_exact = any(cs is not None for cs in exact)
+            v = _Variant(aid, len(pattern), len(spelling), exact if has_exact else None, term.prefix)
+            variants.append(v)
+        self._variants.append(tuple(variants))
+        self._simple.append(all(v.exact is None for v in variants))
+        return tid
+
+    def _triggers(self, node: Node) -> set[int] | None:
+        """Terms one of which must occur for `node` to be true; None: evaluate always."""
+        if isinstance(node, Term):
+            return {self._tid[id(node)]}
+        if isinstance(node, Near):
+            return self._triggers(node.left)
+        if isinstance(node, Field):
+            return self._triggers(node.child)
+        if isinstance(node, And):
+            options = [t for t in map(self._triggers, node.children) if t is not None]
+            return min(options, key=len) if options else None
+        if isinstance(node, Or):
+            union: set[int] = set()
+            for child in node.children:
+                t = self._triggers(child)
+                if t is None:
+                    return None
+                union |= t
+            return union
+        return None  # Regex, Not
 
     def match(self, article: Article, *, feed_name: str = "", feed_tags: Iterable[str] = ()) -> list[Hit]:
-        fields = {"title": article.title, "text": article.text}
-        scopes = {feed_name, *feed_tags}
-        hits: list[Hit] = []
-        for watchlist, matches, excludes in self._lists:
-            if watchlist.feeds and not scopes.intersection(watchlist.feeds):
+        run = _Run(self, article)
+        present = run.present_terms()
+        candidates = set(self._always)
+        for tid in present:
+            candidates.update(self._by_term.get(tid, ()))
+        scopes = {feed_name.casefold(), *(t.casefold() for t in feed_tags)}
+        hits = []
+        for index in sorted(candidates):
+            wl = self._lists[index]
+            if wl.feeds and wl.feeds.isdisjoint(scopes):
                 continue
-            if any(q.find(fields) is not None for q in excludes):
-                continue
-            for q in matches:
-                found = q.find(fields)
-                if found:
-                    first = next((t for t in found if t.field == "text"), found[0])
-                    snippet, marks = make_snippet(fields[first.field], first.start, first.end)
-                    hits.append(Hit(watchlist.name, q.source, tuple(found), snippet, marks))
-                    break
+            fired = next((q for q in wl.match if run.fires(q, present)), None)
+            if fired and not any(run.fires(q, present) for q in wl.exclude):
+                hits.append(run.hit(wl.watchlist.name, fired))
         return hits
 
 
 def compile_matcher(watchlists: Sequence[Watchlist]) -> Matcher:
     return Matcher(watchlists)
+
+
+class _Run:
+    """One article being matched: its analysed fields and what was found in them."""
+
+    def __init__(self, matcher: Matcher, article: Article):
+        self.m = matcher
+        self.texts = {"title": article.title, "text": article.text}
+        self.fields: dict[str, Analyzed] = {}
+        self.found: dict[str, dict[int, list[int]]] = {}
+        for name, text in self.texts.items():
+            a = self.fields[name] = analyze(text)
+            found: dict[int, list[int]] = {}
+            if matcher._anchors and a.words:
+                for end, aid in matcher._automaton.iter(a.joined):
+                    ends = found.get(aid)
+                    if ends is None:
+                        found[aid] = [end]
+                    else:
+                        ends.append(end)
+            self.found[name] = found
+        self._occ: dict[tuple[int, str], list[tuple[int, int]]] = {}
+        self._spans: dict[tuple[int, str], list[Span]] = {}
+
+    def present_terms(self) -> set[int]:
+        """Terms with at least one candidate occurrence (before case-sensitive checks)."""
+        out: set[int] = set()
+        for found in self.found.values():
+            for aid in found:
+                out.update(self.m._anchor_terms[aid])
+        return out
+
+    def fires(self, q: _Query, present: set[int]) -> bool:
+        if q.triggers is not None and q.triggers.isdisjoint(present):
+            return False
+        return self.true(q.node, FIELDS)
+
+    def occurrences(self, tid: int, field: str) -> list[tuple[int, int]]:
+        """Token spans (first, last) where term `tid` occurs in `field`, verified."""
+        key = (tid, field)
+        if key in self._occ:
+            return self._occ[key]
+        a, found, text = self.fields[field], self.found[field], self.texts[field]
+        out = []
+        for v in self.m._variants[tid]:
+            for end in found.get(v.anchor, ()):
+                i = a.token_at(end - v.length + 2)
+                if v.exact is None or _verify(text, a, i, v):
+                    out.append((i, i + v.tokens - 1))
+        self._occ[key] = out = sorted(set(out))
+        return out
+
+    def true(self, node: Node, scope: tuple[str, ...]) -> bool:
+        if isinstance(node, Term):
+            tid = self.m._tid[id(node)]
+            if self.m._simple[tid]:
+                anchors = [v.anchor for v in self.m._variants[tid]]
+                return any(aid in self.found[f] for f in scope for aid in anchors)
+            return any(self.occurrences(tid, f) for f in scope)
+        if isinstance(node, And):
+            return all(self.true(c, scope) for c in node.children)
+        if isinstance(node, Or):
+            return any(self.true(c, scope) for c in node.children)
+        if isinstance(node, Not):
+            return not self.true(node.child, scope)
+        if isinstance(node, Field):
+            return self.true(node.child, (node.name,))
+        if isinstance(node, Near):
+            return any(self.spans(node, f) for f in scope)
+        return any(next(self.regex(node, f), None) for f in scope)
+
+    def regex(self, node: Regex, field: str) -> Iterator[re.Match[str]]:
+        """Non-empty matches of a regex in the first REGEX_TEXT_LIMIT characters of `field`."""
+        found = self.m._regex[node.pattern].finditer(self.texts[field][:REGEX_TEXT_LIMIT])
+        return (m for m in found if m.end() > m.start())
+
+    def spans(self, node: Node, field: str) -> list[Span]:
+        """Token spans of a NEAR operand (a term, an OR of operands or a NEAR) in `field`."""
+        key = (id(node), field)
+        if key in self._spans:
+            return self._spans[key]
+        out: list[Span]
+        if isinstance(node, Term):
+            occ = self.occurrences(self.m._tid[id(node)], field)
+            out = [(i, j, ((node, i, j),)) for i, j in occ]
+        elif isinstance(node, Or):
+            out = sorted({s for c in node.children for s in self.spans(c, field)}, key=_order)
+        else:
+            assert isinstance(node, Near)
+            out = _near(self.spans(node.left, field), self.spans(node.right, field), node)
+        self._spans[key] = out
+        return out
+
+    def evidence(self, node: Node, scope: tuple[str, ...]) -> list[TermMatch]:
+        """The matches that make a true `node` true."""
+        out: list[TermMatch] = []
+        if isinstance(node, Term):
+            for f in scope:
+                a, occ = self.fields[f], self.occurrences(self.m._tid[id(node)], f)
+                out += [TermMatch(node.text, f, a.starts[i], a.ends[j]) for i, j in occ]
+        elif isinstance(node, And | Or):
+            for child in node.children:
+                if isinstance(node, And) or self.true(child, scope):
+                    out += self.evidence(child, scope)
+        elif isinstance(node, Field):
+            out += self.evidence(node.child, (node.name,))
+        elif isinstance(node, Near):
+            for f in scope:
+                a = self.fields[f]
+                parts = {p for span in self.spans(node, f) for p in span[2]}
+                out += [TermMatch(_label(t), f, a.starts[i], a.ends[j]) for t, i, j in parts]
+        elif isinstance(node, Regex):
+            for f in scope:
+                label = f"/{node.pattern}/"
+                out += [TermMatch(label, f, m.start(), m.end()) for m in self.regex(node, f)]
+        return out
+
+    def hit(self, watchlist: str, q: _Query) -> Hit:
+        found = sorted(
+            set(self.evidence(q.node, FIELDS)),
+            key=lambda t: (FIELDS.index(t.field), t.start, t.end, t.term),
+        )
+        per_term: dict[str, int] = {}
+        terms = []
+        for t in found:
+            per_term[t.term] = per_term.get(t.term, 0) + 1
+            if per_term[t.term] <= MAX_MATCHES_PER_TERM:
+                terms.append(t)
+        in_text = [t for t in terms if t.field == "text"]
+        first = in_text[0] if in_text else terms[0]
+        marks = [(t.start, t.end) for t in terms if t.field == first.field]
+        snippet, snippet_marks = make_snippet(self.texts[first.field], first.start, first.end, marks)
+        return Hit(watchlist, q.source, tuple(terms), snippet, snippet_marks)
+
+
+def _order(span: Span) -> tuple[int, int]:
+    return span[0], span[1]
+
+
+def _label(node: Node) -> str:
+    return node.text if isinstance(node, Term) else ""
+
+
+def _verify(text: str, a: Analyzed, i: int, v: _Variant) -> bool:
+    """Check the case-sensitive tokens of an occurrence against the original text."""
+    assert v.exact is not None
+    last = len(v.exact) - 1
+    for k, form in enumerate(v.exact):
+        if form is None:
+            continue
+        written = fold_exact(text[a.starts[i + k] : a.ends[i + k]])
+        if not (written.startswith(form) if v.prefix and k == last else written == form):
+            return False
+    return True
+
+
+def _near(left: list[Span], right: list[Span], node: Near) -> list[Span]:
+    """Pairs of non-overlapping spans at most `distance` tokens apart, either order."""
+    n = node.distance
+    starts = [r[0] for r in right]
+    longest = max((r[1] - r[0] for r in right), default=0)
+    out = set()
+    for a0, a1, a_parts in left:
+        lo = bisect_left(starts, a0 - n - longest)
+        hi = bisect_right(starts, a1 + n)
+        for b0, b1, b_parts in right[lo:hi]:
+            gap = b0 - a1 if b0 > a1 else a0 - b1 if b1 < a0 else 0
+            if 1 <= gap <= n:
+                out.add((min(a0, b0), max(a1, b1), a_parts + b_parts))
+    return sorted(out, key=_order)
+
+
+def make_snippet(
+    text: str, start: int, end: int, marks: Iterable[tuple[int, int]] = ()
+) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """About SNIPPET_WORDS words of `text` around text[start:end], whitespace collapsed.
+
+    Returns the snippet and the spans, in the snippet, of [start, end) and of every other
+    span of `marks` (offsets in `text`) that falls inside it; "…" marks cut ends.
+    """
+    end = min(end, start + SNIPPET_MAX_MATCH)
+    half = SNIPPET_WORDS // 2
+    lo_bound = max(0, start - SNIPPET_CONTEXT)
+    before = [m.start() for m in _WORD.finditer(text, lo_bound, start)]
+    if lo_bound > 0 and before and before[0] == lo_bound and not text[lo_bound - 1].isspace():
+        before.pop(0)  # a word cut by the character limit
+    keep = half + (start > 0 and not text[start - 1].isspace())
+    lo = before[-keep] if len(before) >= keep else (before[0] if before else start)
+    hi_bound = min(len(text), end + SNIPPET_CONTEXT)
+    after = [m.end() for m in _WORD.finditer(text, end, hi_bound)]
+    if hi_bound < len(text) and after and after[-1] == hi_bound and not text[hi_bound].isspace():
+        after.pop()
+    keep = half + (end < len(text) and not text[end].isspace())
+    hi = after[keep - 1] if len(after) >= keep else (after[-1] if after else end)
+    hi = max(hi, end)
+    chunks: list[tuple[int, int, int]] = []  # (start, end) in text, start in the snippet
+    pieces: list[str] = []
+    prefix = "… " if _WORD.search(text, 0, lo) else ""
+    pos = len(prefix)
+    for m in _WORD.finditer(text, lo, hi):
+        if pieces:
+            pos += 1
+        chunks.append((m.start(), m.end(), pos))
+        pieces.append(m.group())
+        pos += len(m.group())
+    snippet = prefix + " ".join(pieces) + (" …" if _WORD.search(text, hi) else "")
+    chunk_starts = [c[0] for c in chunks]
+
+    def where(offset: int, is_end: bool) -> int:
+        k = bisect_right(chunk_starts, offset) - 1
+        if k >= 0 and offset <= chunks[k][1]:
+            return chunks[k][2] + offset - chunks[k][0]
+        if is_end:
+            return chunks[k][2] + chunks[k][1] - chunks[k][0] if k >= 0 else len(prefix)
+        return chunks[k + 1][2] if k + 1 < len(chunks) else pos
+
+    spans = sorted(
+        (where(s, False), where(min(e, hi), True))
+        for s, e in {(start, end), *marks}
+        if lo <= s < hi and e > s
+    )
+    merged: list[tuple[int, int]] = []
+    for s, e in spans:
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        elif e > s:
+            merged.append((s, e))
+    return snippet, tuple(merged)

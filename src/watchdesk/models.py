@@ -160,6 +160,15 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True)
+class Digest:
+    """Several alerts in one message (a digest window, or alerts over a rate cap)."""
+
+    title: str  # e.g. "Hourly digest, 09:00-10:00 UTC"
+    alerts: tuple[Alert, ...]  # newest first; channels group them by watchlist and story
+    capped: int = 0  # how many of them are here because the channel's max_per_hour was reached
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryResult:
     ok: bool
     message: str = ""

@@ -59,7 +59,7 @@ class Drainer:
             if channel is None:
                 self._dead(row.id, row.channel, f"channel {row.channel!r} is not configured", summary)
                 continue
-            result = await channel.send(row.alert)
+            result = await channel.send(row.alert, key=row.idempotency_key)
             now = self.clock()
             if result.ok:
                 outbox_store.mark_sent(self.db, row.id, now)

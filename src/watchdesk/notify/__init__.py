@@ -5,14 +5,19 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..config import ChannelConfig
-from ..models import Alert, DeliveryResult
+from ..models import Alert, DeliveryResult, Digest
 
 
 class Channel(Protocol):
     name: str
 
-    async def send(self, alert: Alert) -> DeliveryResult:
-        """Deliver one alert. Never raises for delivery problems: returns the outcome."""
+    async def send(self, alert: Alert, *, key: str) -> DeliveryResult:
+        """Deliver one alert. `key` is the outbox idempotency key (stable across retries).
+        Never raises for delivery problems: returns the outcome."""
+        ...
+
+    async def send_digest(self, digest: Digest, *, key: str) -> DeliveryResult:
+        """Deliver several alerts as one message."""
         ...
 
     async def aclose(self) -> None: ...

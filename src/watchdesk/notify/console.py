@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from ..models import Alert, DeliveryResult
+from ..models import Alert, DeliveryResult, Digest
 from ..sanitize import for_terminal, one_line
 
 
@@ -42,10 +42,19 @@ class ConsoleChannel:
         self.name = name
         self._stream = stream
 
-    async def send(self, alert: Alert) -> DeliveryResult:
+    async def send(self, alert: Alert, *, key: str) -> DeliveryResult:
+        return self._write(render(alert))
+
+    async def send_digest(self, digest: Digest, *, key: str) -> DeliveryResult:
+        head = f"[watchdesk] {one_line(digest.title)}: {len(digest.alerts)} alerts"
+        if digest.capped:
+            head += f" ({digest.capped} held back by the channel's hourly cap)"
+        return self._write(head + "\n" + "".join(render(a) for a in digest.alerts))
+
+    def _write(self, text: str) -> DeliveryResult:
         stream = self._stream or sys.stdout
         try:
-            stream.write(render(alert))
+            stream.write(text)
             stream.flush()
         except OSError as e:
             return DeliveryResult(False, f"cannot write to the console: {e}")
