@@ -106,6 +106,10 @@ class Article:
     outlet: str | None = None
     published: datetime | None = None
     text_source: str = "summary"  # "page" | "feed content" | "summary"
+    note: str | None = None  # why the page's text is not used, when it is not
+    language: str | None = None
+    page_title: str | None = None  # the page's own title and date, when it states them
+    page_date: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

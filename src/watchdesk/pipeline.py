@@ -6,15 +6,17 @@ fetch (conditional GET) -> skip if unchanged -> parse -> new entries only
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import sqlite_utils
 
+from .articles import ArticleFetcher, article_from_entry, carries_full_text, fetch_article
 from .config import FeedConfig, PollingConfig
 from .fetch import fetch_feed
 from .match import Matcher
@@ -61,6 +63,7 @@ class PollContext:
     limits: Limits
     clock: Callable[[], float]
     random: Callable[[], float]
+    fetcher: ArticleFetcher | None = None  # None: match on the feed's own text only
 
 
 async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummary:
@@ -114,14 +117,17 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     new = [e for e in parsed.entries if e.key not in known]
     alert_after = _alert_after(config, ctx.polling, feed, now)
 
-    matched = []
-    for entry in new:
-        article = article_from_entry(entry, config.name)
-        hits = ctx.matcher.match(article, feed_name=config.name, feed_tags=config.tags)
-        alerting = alert_after is None or (
-            entry.published is not None and entry.published.timestamp() >= alert_after
+    may_alert = [_is_alerting(entry, alert_after) for entry in new]
+    articles = await asyncio.gather(
+        *(
+            _article(ctx, config, entry, fetch_page=alerts)
+            for entry, alerts in zip(new, may_alert, strict=True)
         )
-        matched.append((entry, article, hits, alerting))
+    )
+    matched = [
+        (entry, article, ctx.matcher.match(article, feed_name=config.name, feed_tags=config.tags), alerts)
+        for entry, article, alerts in zip(new, articles, may_alert, strict=True)
+    ]
 
     with ctx.db.atomic():
         for entry, article, hits, alerting in matched:
@@ -147,20 +153,31 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     return summary
 
 
-def article_from_entry(entry: ParsedEntry, outlet: str) -> Article:
-    """The text the matcher reads: the feed's full content when it has it, else its summary."""
-    if entry.content:
-        text, source = entry.content, "feed content"
-    else:
-        text, source = entry.summary, "summary"
-    return Article(
-        title=entry.title,
-        text=text,
-        url=entry.link,
-        outlet=outlet,
-        published=entry.published,
-        text_source=source,
-    )
+async def _article(ctx: PollContext, config: FeedConfig, entry: ParsedEntry, *, fetch_page: bool) -> Article:
+    """The text to match: the article page's when it should and can be had, else the feed's.
+
+    Pages are fetched only for entries that may alert: a first poll's backlog outside the
+    backfill window is matched on the feed's own text, sparing publishers a burst.
+    """
+    mode = config.fetch_article or ctx.polling.fetch_article
+    if mode == "never" or not entry.link or ctx.fetcher is None:
+        return article_from_entry(entry, config.name)
+    if mode == "auto" and carries_full_text(entry):
+        return article_from_entry(entry, config.name)
+    if not fetch_page:
+        return article_from_entry(entry, config.name, "outside the backfill window: page not fetched")
+    stored = entry_store.stored_page_text(ctx.db, entry.link)
+    if stored is not None:  # the same story, already extracted for another feed
+        return replace(
+            stored, title=entry.title, url=entry.link, outlet=config.name, published=entry.published
+        )
+    return await fetch_article(ctx.fetcher, ctx.cpu, entry, config.name)
+
+
+def _is_alerting(entry: ParsedEntry, alert_after: float | None) -> bool:
+    if alert_after is None:
+        return True
+    return entry.published is not None and entry.published.timestamp() >= alert_after
 
 
 def _alert_after(
@@ -193,10 +210,11 @@ def _enqueue(
     watchlist = ctx.watchlists.get(hit.watchlist)
     if watchlist is None:
         return 0
-    alert = build_alert(article, hit, story_key=canonical_url(entry.link) if entry.link else entry.key)
+    story = canonical_url(entry.link) if entry.link else f"{feed_key}#{entry.key}"
+    alert = build_alert(article, hit, story_key=story)
     queued = 0
     for channel in watchlist.notify:
-        key = idempotency_key(feed_key, entry.key, hit.watchlist, channel)
+        key = idempotency_key(story, hit.watchlist, channel)
         queued += outbox_store.enqueue(ctx.db, key, channel, alert, hit_id=hit_id, now=now)
     return queued
 
@@ -217,8 +235,10 @@ def build_alert(article: Article, hit: Hit, *, story_key: str) -> Alert:
     )
 
 
-def idempotency_key(feed_key: str, entry_key: str, watchlist: str, channel: str) -> str:
-    raw = "\x00".join(("alert", feed_key, entry_key, watchlist, channel))
+def idempotency_key(story: str, watchlist: str, channel: str) -> str:
+    """One alert per story, watchlist and channel: the same story URL reached through a
+    second feed (a wire story, a cross-posted release) does not alert again."""
+    raw = "\x00".join(("alert", story, watchlist, channel))
     return hashlib.sha256(raw.encode()).hexdigest()
 
 

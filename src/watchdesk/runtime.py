@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .articles import ArticleFetcher
 from .config import Config, load_watchlists
 from .match import compile_matcher
 from .models import PollSummary, Watchlist
@@ -20,9 +21,12 @@ from .net import HttpPool, Limits
 from .notify import Channel, ChannelNotAvailable, build_channel
 from .outbox import Drainer, DrainSummary
 from .pipeline import PollContext, refresh_feed
+from .robots import RobotsCache
 from .store import feeds as feed_store
 from .store import open_db
 from .workers import CpuPool
+
+WORKER_MEMORY_LIMIT = 1536 * 2**20  # address space of one parse/extract worker
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,12 @@ class Runtime:
         feed_store.sync_feeds(self.db, [(f.url, f.name) for f in config.feeds if f.enabled], clock())
         net = config.network
         self.pool = HttpPool(concurrency=net.concurrency, per_host=net.per_host, user_agent=net.user_agent)
-        self.cpu = CpuPool()
+        self.cpu = CpuPool(memory_limit=WORKER_MEMORY_LIMIT)
+        page_limits = Limits(
+            timeout=net.timeout, max_bytes=net.max_page_bytes, max_redirects=net.max_redirects
+        )
+        robots = RobotsCache(self.pool, page_limits, clock) if net.robots else None
+        fetcher = ArticleFetcher(self.pool, page_limits, robots=robots, per_host_delay=net.per_host_delay)
         self.ctx = PollContext(
             db=self.db,
             pool=self.pool,
@@ -71,6 +80,7 @@ class Runtime:
             limits=Limits(timeout=net.timeout, max_bytes=net.max_feed_bytes, max_redirects=net.max_redirects),
             clock=clock,
             random=rand,
+            fetcher=fetcher,
         )
         self.channels = channels if channels is not None else self._build_channels()
         self.drainer = Drainer(self.db, self.channels, clock, rand)

@@ -85,6 +85,20 @@ def _initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0002_article_text")
+def _article_text(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE entries ADD COLUMN canonical_url TEXT;
+        ALTER TABLE entries ADD COLUMN text_note TEXT;      -- why the page text is not used
+        ALTER TABLE entries ADD COLUMN language TEXT;
+        ALTER TABLE entries ADD COLUMN page_title TEXT;
+        ALTER TABLE entries ADD COLUMN page_date TEXT;
+        CREATE INDEX entries_canonical_url ON entries(canonical_url);
+        """
+    )
+
+
 def open_db(path: Path | str) -> sqlite_utils.Database:
     """Open (creating if needed) and migrate the database at `path`."""
     try:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import sqlite_utils
 
 from ..models import Article, ParsedEntry
+from ..urls import canonical_url
 
 
 def existing_keys(db: sqlite_utils.Database, feed_id: int, keys: Sequence[str]) -> set[str]:
@@ -33,7 +34,8 @@ def insert_entry(
 ) -> int:
     cursor = db.execute(
         "INSERT INTO entries (feed_id, key, guid, link, title, summary, text, text_source, published, "
-        "seen_at, alerting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "seen_at, alerting, canonical_url, text_note, language, page_title, page_date) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             feed_id,
             entry.key,
@@ -46,7 +48,32 @@ def insert_entry(
             entry.published.timestamp() if entry.published else None,
             now,
             int(alerting),
+            canonical_url(entry.link) if entry.link else None,
+            article.note,
+            article.language,
+            article.page_title,
+            article.page_date,
         ],
     )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
+
+
+def stored_page_text(db: sqlite_utils.Database, link: str) -> Article | None:
+    """The page text another entry (any feed) already extracted for this story's URL."""
+    row = db.execute(
+        "SELECT title, text, language, page_title, page_date FROM entries "
+        "WHERE canonical_url = ? AND text_source = 'page' ORDER BY id LIMIT 1",
+        [canonical_url(link)],
+    ).fetchone()
+    if row is None:
+        return None
+    title, text, language, page_title, page_date = row
+    return Article(
+        title=title,
+        text=text,
+        text_source="page",
+        language=language,
+        page_title=page_title,
+        page_date=page_date,
+    )

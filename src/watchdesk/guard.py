@@ -1,0 +1,157 @@
+"""The network guard: which addresses a request may connect to, checked where it connects.
+
+A link inside a feed can point at 127.0.0.1, 169.254.169.254, 10/8, [::1], an IPv4 address
+written as 2130706433, 127.1 or 0177.0.0.1, or IPv4 wrapped in IPv6 (::ffff:,
+64:ff9b::/96, 2002::/16), or redirect there, or rebind DNS between a check and the
+connect. So the check runs inside the connection itself (an httpcore network backend):
+the host is resolved once, every address it resolves to is checked, and the socket is
+opened to exactly the address that was checked. Redirect hops open connections through
+the same backend, so each hop is checked too.
+
+Allowed: global unicast addresses, and the CIDR ranges of `[network] allow`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Iterable
+
+import httpcore
+import httpx
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+class AddressRefused(Exception):
+    """The request would connect to an address the guard does not allow."""
+
+
+def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, NAT64, 6to4, compatible), if any."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or ip in _NAT64_LOCAL:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if int(ip) >> 32 == 0 and int(ip) > 1:  # deprecated IPv4-compatible ::a.b.c.d
+        return ipaddress.IPv4Address(int(ip))
+    return None
+
+
+def describe(ip: IPAddress) -> str:
+    for attr in (
+        "is_loopback",
+        "is_private",
+        "is_link_local",
+        "is_multicast",
+        "is_unspecified",
+        "is_reserved",
+    ):
+        if getattr(ip, attr):
+            return attr[3:].replace("_", "-")
+    if isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10"):
+        return "shared (CGNAT)"
+    return "non-global"
+
+
+class AddressPolicy:
+    def __init__(self, allow: Iterable[str] = (), *, any_address: bool = False):
+        self.allow = tuple(ipaddress.ip_network(a, strict=False) for a in allow)
+        self.any_address = any_address
+
+    def _allowed_range(self, ip: IPAddress) -> bool:
+        return any(ip.version == net.version and ip in net for net in self.allow)
+
+    def refusal(self, address: str) -> str | None:
+        """None when address may be reached, else why not."""
+        if self.any_address:
+            return None
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if self._allowed_range(ip):
+            return None
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            if self._allowed_range(inner):
+                return None
+            if not inner.is_global or inner.is_multicast:
+                return f"{address} embeds {inner}, a {describe(inner)} address"
+        if not ip.is_global or ip.is_multicast:
+            return f"{address} is a {describe(ip)} address"
+        return None
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolve, check every address, connect to a checked address only."""
+
+    def __init__(self, policy: AddressPolicy, inner: httpcore.AsyncNetworkBackend | None = None):
+        self.policy = policy
+        self.inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {e.strerror}") from None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for address in addresses:
+            why = self.policy.refusal(address)
+            if why is not None:
+                raise AddressRefused(f"{host} refused: {why} (allow it with [network] allow)")
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return await self.inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
+                last = e
+        raise last or httpcore.ConnectError(f"{host} resolved to no address")
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise AddressRefused("unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+def guarded_transport(policy: AddressPolicy, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose connections all go through GuardedBackend.
+
+    httpx has no public hook for the network backend, so the transport's connection pool
+    (`_pool`, httpx 0.28) is replaced by one built the same way with our backend;
+    tests/test_guard.py::test_transport_pool_canary fails if httpx changes this.
+    """
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    ssl_context = httpx.create_ssl_context(trust_env=False)
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        http1=True,
+        http2=False,
+        network_backend=GuardedBackend(policy),
+    )
+    return transport
