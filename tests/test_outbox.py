@@ -177,3 +177,12 @@ def test_console_strips_control_and_bidi_characters() -> None:
 
 def test_console_marks_matched_terms() -> None:
     assert "*fentanyl*" in render(alert())
+
+
+def test_rows_of_an_unavailable_channel_wait_pending(db) -> None:  # type: ignore[no-untyped-def]
+    enqueue(db, "k1", channel="desk")
+    enqueue(db, "k2", channel="remote")
+    receiver = Receiver("remote")
+    drainer = Drainer(db, {"remote": receiver}, Clock(), lambda: 0.0, {"desk": "password: env:X is not set"})
+    assert asyncio.run(drainer.drain()).sent == 1
+    assert [(r.channel, r.status, r.attempts) for r in outbox_store.list_rows(db, "pending")] == [("desk", "pending", 0)]

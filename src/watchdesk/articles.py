@@ -23,7 +23,6 @@ from .workers import WorkerFailed
 
 log = logging.getLogger(__name__)
 
-EXTRACT_DEADLINE = 20.0
 FULL_TEXT_WORDS = 250  # feed content this long counts as the full article
 ACCEPT_HTML = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 
@@ -43,8 +42,10 @@ class ArticleFetcher:
         *,
         robots: RobotsCache | None,
         per_host_delay: float,
+        extract_timeout: float = 20.0,
         monotonic: Callable[[], float] = time.monotonic,
     ):
+        self.extract_timeout = extract_timeout
         self.pool = pool
         self.limits = limits
         self.robots = robots
@@ -124,7 +125,7 @@ async def fetch_article(fetcher: ArticleFetcher, cpu: object, entry: ParsedEntry
         return article_from_entry(entry, outlet, page.reason)
     try:
         extraction: Extraction = await cpu.run(  # type: ignore[attr-defined]
-            extract_page, page.body, page.url, timeout=EXTRACT_DEADLINE
+            extract_page, page.body, page.url, timeout=fetcher.extract_timeout
         )
     except WorkerFailed as e:
         log.warning("extract_failed entry=%s reason=%s", entry.link, e)

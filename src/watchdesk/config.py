@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import secrets
 from .errors import ConfigError, Problem, QuerySyntaxError
@@ -172,6 +173,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "max_entries": _int(1),
         "max_backoff": _via(parse_duration),
         "fetch_article": _one_of(*FETCH_ARTICLE),
+        "extract_timeout": _via(parse_duration),
     },
     "network": {
         "allow": _cidr_list,
@@ -242,6 +244,7 @@ class PollingConfig:
     max_entries: int = 100
     max_backoff: float = 6 * 3600.0
     fetch_article: str = "auto"
+    extract_timeout: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -466,7 +469,7 @@ def _load_channels(c: _Collector, raw: Any, check_secrets: bool) -> dict[str, Ch
             if key not in table:
                 c.add(path, f"channel {name!r} (type {ctype}) needs {key!r}")
         if ctype == "email" and values.get("tls") == "none":
-            host = values.get("smtp", "").split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+            host = urlsplit(values.get("smtp", "")).hostname
             if host not in ("localhost", "127.0.0.1", "::1"):
                 c.add(
                     (*path, "tls"),

@@ -42,9 +42,13 @@ class Drainer:
         channels: Mapping[str, Channel],
         clock: Callable[[], float],
         random: Callable[[], float],
+        unavailable: Mapping[str, str] | None = None,
     ):
         self.db = db
         self.channels = channels
+        # Configured channels that cannot deliver now (e.g. a secret is missing): their
+        # rows stay pending, untouched, until the daemon is restarted with them fixed.
+        self.unavailable = dict(unavailable or {})
         self.clock = clock
         self.random = random
         self.failing: set[str] = set()  # channels whose last attempt failed (reported once)
@@ -52,7 +56,7 @@ class Drainer:
     async def drain(self, limit: int = 200) -> DrainSummary:
         summary = DrainSummary()
         failed_now: set[str] = set()
-        for row in outbox_store.due(self.db, self.clock(), limit):
+        for row in outbox_store.due(self.db, self.clock(), limit, skip_channels=self.unavailable):
             if row.channel in failed_now:
                 continue  # one failure per channel per round; the rest wait their turn
             channel = self.channels.get(row.channel)

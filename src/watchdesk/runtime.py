@@ -68,7 +68,13 @@ class Runtime:
             timeout=net.timeout, max_bytes=net.max_page_bytes, max_redirects=net.max_redirects
         )
         robots = RobotsCache(self.pool, page_limits, clock) if net.robots else None
-        fetcher = ArticleFetcher(self.pool, page_limits, robots=robots, per_host_delay=net.per_host_delay)
+        fetcher = ArticleFetcher(
+            self.pool,
+            page_limits,
+            robots=robots,
+            per_host_delay=net.per_host_delay,
+            extract_timeout=config.polling.extract_timeout,
+        )
         self.ctx = PollContext(
             db=self.db,
             pool=self.pool,
@@ -82,8 +88,9 @@ class Runtime:
             random=rand,
             fetcher=fetcher,
         )
+        self.unavailable: dict[str, str] = {}
         self.channels = channels if channels is not None else self._build_channels()
-        self.drainer = Drainer(self.db, self.channels, clock, rand)
+        self.drainer = Drainer(self.db, self.channels, clock, rand, self.unavailable)
         self.watchlist_state = WatchlistState(signature=folder_signature(config.watchlists_dir))
 
     def _build_channels(self) -> dict[str, Channel]:
@@ -92,7 +99,8 @@ class Runtime:
             try:
                 channels[name] = build_channel(channel_config)
             except ChannelNotAvailable as e:
-                log.warning("channel_unavailable channel=%s error=%s", name, e)
+                self.unavailable[name] = str(e)
+                log.error("channel_unavailable channel=%s error=%s (its alerts wait in the outbox)", name, e)
         return channels
 
     def set_watchlists(self, watchlists: list[Watchlist] | tuple[Watchlist, ...]) -> None:

@@ -7,6 +7,7 @@ from typing import TextIO
 
 from ..models import Alert, DeliveryResult, Digest
 from ..sanitize import for_terminal, one_line
+from .render import digest_text
 
 
 def marked_snippet(alert: Alert, before: str = "*", after: str = "*") -> str:
@@ -46,10 +47,7 @@ class ConsoleChannel:
         return self._write(render(alert))
 
     async def send_digest(self, digest: Digest, *, key: str) -> DeliveryResult:
-        head = f"[watchdesk] {one_line(digest.title)}: {len(digest.alerts)} alerts"
-        if digest.capped:
-            head += f" ({digest.capped} held back by the channel's hourly cap)"
-        return self._write(head + "\n" + "".join(render(a) for a in digest.alerts))
+        return self._write(for_terminal("[watchdesk] " + digest_text(digest)))
 
     def _write(self, text: str) -> DeliveryResult:
         stream = self._stream or sys.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -71,11 +72,17 @@ def _rows(db: sqlite_utils.Database, where: str, params: list[Any]) -> list[Outb
     ]
 
 
-def due(db: sqlite_utils.Database, now: float, limit: int = 100) -> list[OutboxRow]:
+def due(
+    db: sqlite_utils.Database, now: float, limit: int = 100, *, skip_channels: Collection[str] = ()
+) -> list[OutboxRow]:
+    """Pending rows whose time has come, oldest first; rows of `skip_channels` wait."""
+    skip = list(skip_channels)
+    marks = ",".join("?" * len(skip))
     return _rows(
         db,
-        "status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
-        [now, limit],
+        f"status = 'pending' AND next_attempt_at <= ? AND channel NOT IN ({marks}) "
+        "ORDER BY next_attempt_at, id LIMIT ?",
+        [now, *skip, limit],
     )
 
 

@@ -1,0 +1,236 @@
+"""The email channel: one multipart message per alert (or digest) over SMTP.
+
+`smtp://host:587` speaks STARTTLS (and refuses to go on in clear when the server does not
+offer it), `smtps://host:465` implicit TLS; `tls = "none"` is only accepted for a relay on
+loopback. Certificates are verified. The login (username, default the From address, and
+a password from a secret reference) is optional. Delivery uses the standard library's
+smtplib in a worker thread; one connection per message.
+
+| what happened                                  | DeliveryResult              |
+|------------------------------------------------|-----------------------------|
+| accepted (some recipients may have been refused) | ok                        |
+| an SMTP 4xx reply (greeting, auth, MAIL, RCPT, DATA) | transient              |
+| an SMTP 5xx reply, every recipient refused 5xx | permanent                   |
+| STARTTLS or AUTH not offered by the server     | permanent (configuration)   |
+| connection refused or lost, timeout, TLS error | transient                   |
+
+Headers and body: see email_message.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import smtplib
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import parseaddr
+from urllib.parse import urlsplit
+
+from ..config import ChannelConfig
+from ..models import Alert, DeliveryResult, Digest
+from ..sanitize import one_line
+from ..secrets import redact, resolve
+from .email_message import alert_message, digest_message
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_PORTS = {"implicit": 465, "starttls": 587, "none": 25}
+
+
+class StartTlsMissing(smtplib.SMTPNotSupportedError):
+    """The server does not offer STARTTLS: we do not send in clear."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpServer:
+    host: str
+    port: int
+    tls: str  # "starttls" | "implicit" | "none"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_smtp_url(url: str, tls: str | None = None) -> SmtpServer:
+    """`smtp://host[:port]` (STARTTLS) or `smtps://host[:port]` (implicit TLS); an explicit
+    `tls` wins. Raises ValueError saying what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ValueError("smtp must start with smtp:// or smtps://")
+    if "@" in parts.netloc:
+        raise ValueError("put the login in username and password (a secret reference), not in the URL")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port in smtp is not a number") from None
+    host = parts.hostname
+    if not host:
+        raise ValueError("smtp has no host")
+    mode = tls or ("implicit" if parts.scheme == "smtps" else "starttls")
+    if mode not in DEFAULT_PORTS:
+        raise ValueError(f"tls must be starttls, implicit or none, not {mode!r}")
+    if mode == "none" and not is_loopback(host):
+        raise ValueError("tls = 'none' is only allowed for a relay on loopback")
+    return SmtpServer(host, port or DEFAULT_PORTS[mode], mode)
+
+
+def bare_address(address: str) -> str:
+    """`Desk <desk@example.org>` -> `desk@example.org`; ValueError when there is none."""
+    addr = parseaddr(address)[1]
+    unsafe = any(ord(c) < 0x20 or ord(c) == 0x7F for c in address) or any(c.isspace() for c in addr)
+    if "@" not in addr or unsafe:
+        raise ValueError(f"{address!r} is not an email address")
+    return addr
+
+
+def smtp_failure(error: BaseException) -> DeliveryResult:
+    """What an smtplib or socket error means for the outbox (see the table above)."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        replies = list(error.recipients.values())
+        code, text = replies[0] if replies else (0, b"")
+        transient = any(400 <= c < 500 for c, _ in replies)
+        return DeliveryResult(
+            False,
+            f"SMTP {code}: {_reply_text(text)} (every recipient was refused)",
+            permanent=not transient,
+        )
+    if isinstance(error, smtplib.SMTPResponseException):
+        code = error.smtp_code
+        message = f"SMTP {code}: {_reply_text(error.smtp_error)}"
+        if isinstance(error, smtplib.SMTPAuthenticationError):
+            message += " (login refused: check username and password)"
+        return DeliveryResult(False, message, permanent=500 <= code < 600)
+    if isinstance(error, StartTlsMissing):
+        return DeliveryResult(
+            False, "the SMTP server does not offer STARTTLS; not sending in clear", permanent=True
+        )
+    if isinstance(error, smtplib.SMTPNotSupportedError):
+        return DeliveryResult(False, f"the SMTP server does not support this: {error}", permanent=True)
+    if isinstance(error, TimeoutError):
+        return DeliveryResult(False, "SMTP server did not answer in time")
+    if isinstance(error, ssl.SSLError):
+        return DeliveryResult(False, f"TLS with the SMTP server failed: {error}")
+    if isinstance(error, OSError):
+        return DeliveryResult(False, f"cannot reach the SMTP server: {error.strerror or error}")
+    return DeliveryResult(False, f"SMTP failed: {type(error).__name__}: {error}")
+
+
+def _reply_text(text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return one_line(text)[:300]
+
+
+class EmailChannel:
+    def __init__(
+        self,
+        name: str,
+        server: SmtpServer,
+        sender: str,
+        recipients: Sequence[str],
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        tls_context: ssl.SSLContext | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ):
+        if not recipients:
+            raise ValueError("an email channel needs at least one recipient")
+        self.name = name
+        self.server = server
+        self.sender = sender
+        self.recipients = tuple(recipients)
+        self._envelope_from = bare_address(sender)
+        self._envelope_to = [bare_address(r) for r in recipients]
+        self._username = username or (self._envelope_from if password else None)
+        self._password = password
+        self._timeout = timeout
+        self._tls_context = tls_context
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    @classmethod
+    def from_config(cls, config: ChannelConfig) -> EmailChannel:
+        from . import ChannelNotAvailable
+
+        options = config.options
+        password = resolve(options["password"]) if options.get("password") else None
+        try:
+            server = parse_smtp_url(options["smtp"], options.get("tls"))
+            return cls(
+                config.name,
+                server,
+                options["from"],
+                tuple(options["to"]),
+                username=options.get("username"),
+                password=password,
+            )
+        except ValueError as e:
+            raise ChannelNotAvailable(f"channel {config.name!r}: {e}") from None
+
+    async def send(self, alert: Alert, *, key: str) -> DeliveryResult:
+        message = alert_message(
+            alert, key=key, sender=self.sender, recipients=self.recipients, now=self._clock()
+        )
+        return await self._deliver(message)
+
+    async def send_digest(self, digest: Digest, *, key: str) -> DeliveryResult:
+        message = digest_message(
+            digest, key=key, sender=self.sender, recipients=self.recipients, now=self._clock()
+        )
+        return await self._deliver(message)
+
+    async def aclose(self) -> None:
+        return None
+
+    async def _deliver(self, message: EmailMessage) -> DeliveryResult:
+        try:
+            refused = await asyncio.to_thread(self._transmit, message)
+        except (smtplib.SMTPException, OSError, UnicodeError) as e:
+            result = smtp_failure(e)
+            secrets = (self._password,) if self._password else ()
+            return DeliveryResult(
+                result.ok, redact(result.message, *secrets), result.permanent, result.retry_after
+            )
+        if refused:
+            codes = sorted({code for code, _ in refused.values()})
+            log.warning(
+                "email_recipients_refused channel=%s refused=%d codes=%s",
+                self.name,
+                len(refused),
+                ",".join(map(str, codes)),
+            )
+            return DeliveryResult(True, f"delivered; {len(refused)} recipient(s) refused ({codes})")
+        return DeliveryResult(True)
+
+    def _transmit(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        """One SMTP session (runs in a worker thread). Returns the refused recipients."""
+        server = self.server
+        context = self._tls_context or ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if server.tls == "implicit":
+            smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=self._timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(server.host, server.port, timeout=self._timeout)
+        with smtp:
+            smtp.ehlo()
+            if server.tls == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise StartTlsMissing("STARTTLS not offered")
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if self._username and self._password:
+                smtp.login(self._username, self._password)
+            return smtp.send_message(message, self._envelope_from, self._envelope_to)

@@ -1,0 +1,177 @@
+"""Alerts and digests as email messages: headers and a text/plain + text/html body.
+
+Headers (feed text only ever reaches Subject, after sanitize.header_text):
+- Message-ID  `<alert.{sha256(key)[:32]}@{domain}>` (`digest.` for digests), from the
+  outbox idempotency key: a retried delivery carries the same Message-ID, so a
+  duplicate (a crash between "sent" and "marked sent") is recognisable as one.
+- In-Reply-To and References `<story.{sha256(story_key)[:32]}@{domain}>`: every alert on
+  the same story names the same (never sent) parent, so mail clients thread them.
+- List-Id `watchdesk {slug} <{slug}.watchdesk.{domain}>`, one per watchlist, for filters.
+- From and To come from the channel's config only; there is no Reply-To.
+`domain` is the domain of the configured From address.
+
+The HTML part is built only from escaped text: html.escape on every feed string, and
+links only from http(s) URLs (render.safe_link).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, parseaddr
+from html import escape
+
+from ..models import Alert, Digest
+from ..sanitize import header_text, one_line
+from . import render
+
+FALLBACK_DOMAIN = "watchdesk.invalid"
+_DOMAIN = re.compile(r"^[a-z0-9-]+(?:\.[a-z0-9-]+)*$")
+_STYLE = "font-family:sans-serif;line-height:1.4"
+_MUTED = "color:#555;font-size:13px"
+
+
+def sender_domain(sender: str) -> str:
+    """The domain of the From address, for Message-ID and List-Id; a safe fallback."""
+    domain = parseaddr(sender)[1].rpartition("@")[2].strip().rstrip(".").lower()
+    return domain if domain and _DOMAIN.match(domain) else FALLBACK_DOMAIN
+
+
+def _token(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def message_id(kind: str, key: str, domain: str) -> str:
+    return f"<{kind}.{_token(key)}@{domain}>"
+
+
+def story_thread_id(story_key: str, domain: str) -> str:
+    return f"<story.{_token(story_key)}@{domain}>"
+
+
+def list_slug(watchlist: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", watchlist.lower()).strip("-")[:60].strip("-")
+    return slug or "watchlist-" + _token(watchlist)[:8]
+
+
+def list_id(watchlist: str, domain: str) -> str:
+    slug = list_slug(watchlist)
+    return f"watchdesk {slug} <{slug}.watchdesk.{domain}>"
+
+
+def _base(subject: str, sender: str, recipients: Sequence[str], now: datetime) -> EmailMessage:
+    message = EmailMessage(policy=SMTP)
+    message["Subject"] = header_text(subject)
+    message["From"] = sender
+    message["To"] = ", ".join(recipients)
+    message["Date"] = format_datetime(now)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies
+    return message
+
+
+def alert_message(
+    alert: Alert, *, key: str, sender: str, recipients: Sequence[str], now: datetime
+) -> EmailMessage:
+    domain = sender_domain(sender)
+    message = _base(render.heading(alert), sender, recipients, now)
+    message["Message-ID"] = message_id("alert", key, domain)
+    if alert.story_key:
+        parent = story_thread_id(alert.story_key, domain)
+        message["In-Reply-To"] = parent
+        message["References"] = parent
+    message["List-Id"] = list_id(alert.watchlist, domain)
+    message.set_content(render.alert_text(alert))
+    message.add_alternative(_page(alert_html(alert)), subtype="html")
+    return message
+
+
+def digest_message(
+    digest: Digest, *, key: str, sender: str, recipients: Sequence[str], now: datetime
+) -> EmailMessage:
+    domain = sender_domain(sender)
+    subject = f"[watchdesk] {one_line(digest.title)}: {render.digest_count(digest)}"
+    message = _base(subject, sender, recipients, now)
+    message["Message-ID"] = message_id("digest", key, domain)
+    watchlists = {a.watchlist for a in digest.alerts}
+    if len(watchlists) == 1:
+        message["List-Id"] = list_id(watchlists.pop(), domain)
+    else:
+        message["List-Id"] = f"watchdesk digest <digest.watchdesk.{domain}>"
+    message.set_content(render.digest_text(digest))
+    message.add_alternative(_page(digest_html(digest)), subtype="html")
+    return message
+
+
+# ---- HTML, from escaped text only -----------------------------------------------------
+
+
+def _page(body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
+        f'<body style="{_STYLE}">\n{body}\n</body></html>\n'
+    )
+
+
+def _linked(text: str, url: str | None) -> str:
+    """Escaped text, as a link when url is an http(s) URL."""
+    link = render.safe_link(url)
+    return f'<a href="{escape(link, quote=True)}">{escape(text)}</a>' if link else escape(text)
+
+
+def marked_snippet_html(alert: Alert) -> str:
+    return "".join(
+        f"<mark><strong>{escape(text)}</strong></mark>" if marked else escape(text)
+        for text, marked in render.snippet_segments(alert)
+    ).strip()
+
+
+def alert_html(alert: Alert) -> str:
+    meta = " · ".join(
+        escape(part)
+        for part in (
+            render.outlet_of(alert),
+            render.published_text(alert.published),
+            f"watchlist: {one_line(alert.watchlist)}",
+        )
+    )
+    parts = [
+        f'<h2 style="font-size:18px;margin:0 0 4px">{_linked(render.title_of(alert), alert.link)}</h2>',
+        f'<p style="{_MUTED};margin:0 0 12px">{meta}</p>',
+    ]
+    snippet = marked_snippet_html(alert)
+    if snippet:
+        parts.append(f"<p>{snippet}</p>")
+    if alert.terms:
+        parts.append(f'<p style="{_MUTED}">Matched: {escape(one_line(", ".join(alert.terms)))}</p>')
+    if alert.test:
+        parts.append(f'<p style="{_MUTED}">This is a test alert (watchdesk notify-test).</p>')
+    return "\n".join(parts)
+
+
+def digest_html(digest: Digest) -> str:
+    parts = [
+        f'<h2 style="font-size:18px">{escape(one_line(digest.title))}</h2>',
+        f"<p><strong>{escape(render.digest_count(digest))}</strong></p>",
+    ]
+    note = render.capped_note(digest)
+    if note:
+        parts.append(f'<p style="{_MUTED}">{escape(note)}</p>')
+    for group in render.group_alerts(digest.alerts):
+        count = render.plural(group.count, "alert")
+        parts.append(f'<h3 style="font-size:16px">{escape(one_line(group.watchlist))} ({count})</h3>')
+        parts.append("<ul>")
+        for story in group.stories:
+            lead = story.lead
+            hits = f" ({len(story.alerts)} hits)" if len(story.alerts) > 1 else ""
+            meta = f"{render.outlet_of(lead)}, {render.published_text(lead.published)}{hits}"
+            item = f"{_linked(render.title_of(lead), lead.link)}<br>"
+            item += f'<span style="{_MUTED}">{escape(meta)}'
+            if story.terms:
+                item += f" · matched: {escape(one_line(', '.join(story.terms)))}"
+            parts.append(f"<li>{item}</span></li>")
+        parts.append("</ul>")
+    return "\n".join(parts)
