@@ -50,7 +50,8 @@ def test_refused(address: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "address", ["127.0.0.1", "::ffff:127.0.0.1", "8.8.8.8", "93.184.216.34", "2606:4700:4700::1111", "64:ff9b::808:808"]
+    "address",
+    ["127.0.0.1", "::ffff:127.0.0.1", "8.8.8.8", "93.184.216.34", "2606:4700:4700::1111", "64:ff9b::808:808"],
 )
 def test_allowed(address: str) -> None:
     assert POLICY.refusal(address) is None

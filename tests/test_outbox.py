@@ -185,4 +185,6 @@ def test_rows_of_an_unavailable_channel_wait_pending(db) -> None:  # type: ignor
     receiver = Receiver("remote")
     drainer = Drainer(db, {"remote": receiver}, Clock(), lambda: 0.0, {"desk": "password: env:X is not set"})
     assert asyncio.run(drainer.drain()).sent == 1
-    assert [(r.channel, r.status, r.attempts) for r in outbox_store.list_rows(db, "pending")] == [("desk", "pending", 0)]
+    assert [(r.channel, r.status, r.attempts) for r in outbox_store.list_rows(db, "pending")] == [
+        ("desk", "pending", 0)
+    ]
