@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import secrets
 from .errors import ConfigError, Problem, QuerySyntaxError
@@ -160,11 +161,22 @@ def _url(*schemes: str) -> Check:
     return check
 
 
+def _timezone(v: Any) -> str:
+    name = _nonempty_str(v)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not a time zone (write e.g. 'UTC', 'Europe/Berlin', 'America/Chicago')"
+        ) from None
+    return name
+
+
 SCHEMA: dict[str, dict[str, Check]] = {
     "watchdesk": {
         "database": _nonempty_str,
         "watchlists": _nonempty_str,
-        "timezone": _nonempty_str,
+        "timezone": _timezone,
         "log_level": _one_of("debug", "info", "warning", "error"),
     },
     "polling": {

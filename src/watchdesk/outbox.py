@@ -1,17 +1,22 @@
 """drain(): claim due outbox rows -> channel.send -> sent | retry later | dead.
 
 At least once: a row is marked sent only after its channel accepted it, so the only
-duplicate possible is a crash between the two.
+duplicate possible is a crash between the two. Digest items due together go out as one
+message per channel. A channel over its `max_per_hour` folds further single alerts into
+the next hourly digest instead of dropping them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
+from . import digest
+from .models import DeliveryResult, Digest
 from .notify import Channel
 from .store import outbox as outbox_store
 
@@ -24,15 +29,21 @@ RETRY_CAP = 3600.0
 
 @dataclass
 class DrainSummary:
-    sent: int = 0
+    sent: int = 0  # alerts delivered (each item of a digest counts)
     retrying: int = 0
     dead: int = 0
+    capped: int = 0  # alerts folded into a digest by a channel's max_per_hour
 
 
 def retry_delay(attempts: int, random: Callable[[], float], retry_after: float | None = None) -> float:
     """Exponential backoff with up to 20% jitter; a server's Retry-After wins if longer."""
     delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(attempts - 1, 20)) * (1 - 0.2 * random())
     return max(delay, retry_after or 0.0)
+
+
+def digest_key(channel: str, digest_at: float) -> str:
+    """Idempotency key of one digest message (stable across retries: Message-ID etc.)."""
+    return f"digest:{channel}:{digest_at:.0f}"
 
 
 class Drainer:
@@ -43,60 +54,100 @@ class Drainer:
         clock: Callable[[], float],
         random: Callable[[], float],
         unavailable: Mapping[str, str] | None = None,
+        *,
+        max_per_hour: Mapping[str, int] | None = None,
+        tz: ZoneInfo | None = None,
     ):
         self.db = db
         self.channels = channels
+        self.clock = clock
+        self.random = random
         # Configured channels that cannot deliver now (e.g. a secret is missing): their
         # rows stay pending, untouched, until the daemon is restarted with them fixed.
         self.unavailable = dict(unavailable or {})
-        self.clock = clock
-        self.random = random
+        self.max_per_hour = dict(max_per_hour or {})
+        self.tz = tz or ZoneInfo("UTC")
         self.failing: set[str] = set()  # channels whose last attempt failed (reported once)
 
     async def drain(self, limit: int = 200) -> DrainSummary:
         summary = DrainSummary()
-        failed_now: set[str] = set()
+        failed_now: set[str] = set()  # one failure per channel per round; the rest wait
+        for rows in outbox_store.due_digests(self.db, self.clock(), skip_channels=self.unavailable):
+            channel_name = rows[0].channel
+            if channel_name in failed_now:
+                continue
+            title = rows[0].digest_title or "Digest"
+            assert rows[0].digest_at is not None
+            message = Digest(title, tuple(r.alert for r in rows), capped=sum(r.capped for r in rows))
+            key = digest_key(channel_name, rows[0].digest_at)
+            await self._deliver(channel_name, rows, summary, failed_now, digest=message, key=key)
+
         for row in outbox_store.due(self.db, self.clock(), limit, skip_channels=self.unavailable):
             if row.channel in failed_now:
-                continue  # one failure per channel per round; the rest wait their turn
-            channel = self.channels.get(row.channel)
-            if channel is None:
-                self._dead(row.id, row.channel, f"channel {row.channel!r} is not configured", summary)
                 continue
-            result = await channel.send(row.alert, key=row.idempotency_key)
-            now = self.clock()
-            if result.ok:
-                outbox_store.mark_sent(self.db, row.id, now)
-                summary.sent += 1
-                if row.channel in self.failing:
-                    self.failing.discard(row.channel)
-                    log.warning("channel_recovered channel=%s", row.channel)
+            if self._over_cap(row.channel):
+                end = digest.next_hour(self.clock(), self.tz)
+                outbox_store.fold_into_digest(self.db, row.id, end, digest.title("capped", end, self.tz))
+                summary.capped += 1
                 continue
-            attempts = row.attempts + 1
-            if result.permanent or attempts >= MAX_ATTEMPTS:
-                why = (
-                    result.message
-                    if result.permanent
-                    else f"{attempts} attempts failed; last: {result.message}"
-                )
-                self._dead(row.id, row.channel, why, summary)
-                continue
-            failed_now.add(row.channel)
-            retry_at = now + retry_delay(attempts, self.random, result.retry_after)
-            outbox_store.mark_failed(self.db, row.id, result.message, retry_at=retry_at)
-            summary.retrying += 1
-            if row.channel not in self.failing:
-                self.failing.add(row.channel)
-                log.error(
-                    "channel_failing channel=%s outbox_id=%d attempt=%d error=%s",
-                    row.channel,
-                    row.id,
-                    attempts,
-                    result.message,
-                )
+            await self._deliver(row.channel, [row], summary, failed_now, key=row.idempotency_key)
         return summary
 
-    def _dead(self, row_id: int, channel: str, why: str, summary: DrainSummary) -> None:
-        outbox_store.mark_failed(self.db, row_id, why, retry_at=None)
-        summary.dead += 1
-        log.error("delivery_dead channel=%s outbox_id=%d error=%s", channel, row_id, why)
+    def _over_cap(self, channel: str) -> bool:
+        cap = self.max_per_hour.get(channel)
+        if cap is None:
+            return False
+        return outbox_store.messages_sent_since(self.db, channel, self.clock() - 3600) >= cap
+
+    async def _deliver(
+        self,
+        channel_name: str,
+        rows: Sequence[outbox_store.OutboxRow],
+        summary: DrainSummary,
+        failed_now: set[str],
+        *,
+        key: str,
+        digest: Digest | None = None,
+    ) -> None:
+        ids = [r.id for r in rows]
+        channel = self.channels.get(channel_name)
+        if channel is None:
+            self._dead(ids, channel_name, f"channel {channel_name!r} is not configured", summary)
+            return
+        if digest is not None:
+            result: DeliveryResult = await channel.send_digest(digest, key=key)
+        else:
+            result = await channel.send(rows[0].alert, key=key)
+        now = self.clock()
+        if result.ok:
+            outbox_store.mark_sent(self.db, ids, now)
+            summary.sent += len(ids)
+            if channel_name in self.failing:
+                self.failing.discard(channel_name)
+                log.warning("channel_recovered channel=%s", channel_name)
+            return
+        attempts = max(r.attempts for r in rows) + 1
+        if result.permanent or attempts >= MAX_ATTEMPTS:
+            why = (
+                result.message if result.permanent else f"{attempts} attempts failed; last: {result.message}"
+            )
+            self._dead(ids, channel_name, why, summary)
+            return
+        failed_now.add(channel_name)
+        retry_at = now + retry_delay(attempts, self.random, result.retry_after)
+        outbox_store.mark_failed(self.db, ids, result.message, retry_at=retry_at)
+        summary.retrying += len(ids)
+        if channel_name not in self.failing:
+            self.failing.add(channel_name)
+            log.error(
+                "channel_failing channel=%s outbox_id=%d attempt=%d error=%s",
+                channel_name,
+                ids[0],
+                attempts,
+                result.message,
+            )
+
+    def _dead(self, ids: list[int], channel: str, why: str, summary: DrainSummary) -> None:
+        outbox_store.mark_failed(self.db, ids, why, retry_at=None)
+        summary.dead += len(ids)
+        log.error("delivery_dead channel=%s outbox_id=%d count=%d error=%s", channel, ids[0], len(ids), why)

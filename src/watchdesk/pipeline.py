@@ -13,9 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
+from . import digest
 from .articles import ArticleFetcher, article_from_entry, carries_full_text, fetch_article
 from .config import FeedConfig, PollingConfig
 from .fetch import fetch_feed
@@ -64,6 +66,7 @@ class PollContext:
     clock: Callable[[], float]
     random: Callable[[], float]
     fetcher: ArticleFetcher | None = None  # None: match on the feed's own text only
+    tz: ZoneInfo = ZoneInfo("UTC")  # of digest windows
 
 
 async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummary:
@@ -212,10 +215,23 @@ def _enqueue(
         return 0
     story = canonical_url(entry.link) if entry.link else f"{feed_key}#{entry.key}"
     alert = build_alert(article, hit, story_key=story)
+    digest_at = digest_title = None
+    if watchlist.delivery != "immediate":
+        digest_at = digest.window_end(watchlist.delivery, now, ctx.tz)
+        digest_title = digest.title(watchlist.delivery, digest_at, ctx.tz)
     queued = 0
     for channel in watchlist.notify:
         key = idempotency_key(story, hit.watchlist, channel)
-        queued += outbox_store.enqueue(ctx.db, key, channel, alert, hit_id=hit_id, now=now)
+        queued += outbox_store.enqueue(
+            ctx.db,
+            key,
+            channel,
+            alert,
+            hit_id=hit_id,
+            now=now,
+            digest_at=digest_at,
+            digest_title=digest_title,
+        )
     return queued
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from .articles import ArticleFetcher
 from .config import Config, load_watchlists
@@ -87,10 +88,14 @@ class Runtime:
             clock=clock,
             random=rand,
             fetcher=fetcher,
+            tz=ZoneInfo(config.timezone),
         )
         self.unavailable: dict[str, str] = {}
         self.channels = channels if channels is not None else self._build_channels()
-        self.drainer = Drainer(self.db, self.channels, clock, rand, self.unavailable)
+        caps = {name: c.max_per_hour for name, c in config.channels.items() if c.max_per_hour}
+        self.drainer = Drainer(
+            self.db, self.channels, clock, rand, self.unavailable, max_per_hour=caps, tz=self.ctx.tz
+        )
         self.watchlist_state = WatchlistState(signature=folder_signature(config.watchlists_dir))
 
     def _build_channels(self) -> dict[str, Channel]:

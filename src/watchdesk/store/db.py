@@ -99,6 +99,18 @@ def _article_text(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0003_digests")
+def _digests(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN digest_at REAL;     -- NULL: sent on its own
+        ALTER TABLE outbox ADD COLUMN digest_title TEXT;
+        ALTER TABLE outbox ADD COLUMN capped INTEGER NOT NULL DEFAULT 0;  -- folded by max_per_hour
+        CREATE INDEX outbox_sent ON outbox(channel, sent_at);
+        """
+    )
+
+
 def open_db(path: Path | str) -> sqlite_utils.Database:
     """Open (creating if needed) and migrate the database at `path`."""
     try:

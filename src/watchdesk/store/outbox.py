@@ -1,9 +1,13 @@
-"""The outbox table: one row per alert x channel, written with the hit, drained later."""
+"""The outbox table: one row per alert x channel, written with the hit, drained later.
+
+A row with `digest_at` set is a digest item: it goes out with the other items of its
+channel and window, as one message, at `digest_at`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +31,9 @@ class OutboxRow:
     last_error: str | None
     created_at: float
     sent_at: float | None
+    digest_at: float | None = None
+    digest_title: str | None = None
+    capped: bool = False
 
 
 def alert_to_json(alert: Alert) -> str:
@@ -51,39 +58,100 @@ def enqueue(
     *,
     hit_id: int | None,
     now: float,
+    digest_at: float | None = None,
+    digest_title: str | None = None,
 ) -> bool:
     """Add a delivery; False when one with this idempotency key exists already."""
     cursor = db.execute(
-        "INSERT OR IGNORE INTO outbox (idempotency_key, hit_id, channel, payload, next_attempt_at, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [key, hit_id, channel, alert_to_json(alert), now, now],
+        "INSERT OR IGNORE INTO outbox (idempotency_key, hit_id, channel, payload, next_attempt_at, created_at, "
+        "digest_at, digest_title) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [key, hit_id, channel, alert_to_json(alert), digest_at or now, now, digest_at, digest_title],
     )
     return bool(cursor.rowcount)
 
 
-_COLUMNS = "id, idempotency_key, channel, payload, status, attempts, next_attempt_at, last_error, created_at, sent_at"
+_COLUMNS = (
+    "id, idempotency_key, channel, payload, status, attempts, next_attempt_at, last_error, created_at, sent_at, "
+    "digest_at, digest_title, capped"
+)
 
 
-def _rows(db: sqlite_utils.Database, where: str, params: list[Any]) -> list[OutboxRow]:
-    cursor = db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE {where}", params)
+def _rows(db: sqlite_utils.Database, where: str, params: Sequence[Any]) -> list[OutboxRow]:
+    cursor = db.execute(f"SELECT {_COLUMNS} FROM outbox WHERE {where}", list(params))
     return [
-        OutboxRow(r[0], r[1], r[2], alert_from_json(r[3]), r[4], r[5], r[6], r[7], r[8], r[9])
+        OutboxRow(
+            id=r[0],
+            idempotency_key=r[1],
+            channel=r[2],
+            alert=alert_from_json(r[3]),
+            status=r[4],
+            attempts=r[5],
+            next_attempt_at=r[6],
+            last_error=r[7],
+            created_at=r[8],
+            sent_at=r[9],
+            digest_at=r[10],
+            digest_title=r[11],
+            capped=bool(r[12]),
+        )
         for r in cursor.fetchall()
     ]
+
+
+def _not_in(skip: Collection[str]) -> tuple[str, list[str]]:
+    return ",".join("?" * len(skip)), list(skip)
 
 
 def due(
     db: sqlite_utils.Database, now: float, limit: int = 100, *, skip_channels: Collection[str] = ()
 ) -> list[OutboxRow]:
-    """Pending rows whose time has come, oldest first; rows of `skip_channels` wait."""
-    skip = list(skip_channels)
-    marks = ",".join("?" * len(skip))
+    """Single alerts whose time has come, oldest first; rows of `skip_channels` wait."""
+    marks, skip = _not_in(skip_channels)
     return _rows(
         db,
-        f"status = 'pending' AND next_attempt_at <= ? AND channel NOT IN ({marks}) "
+        f"status = 'pending' AND digest_at IS NULL AND next_attempt_at <= ? AND channel NOT IN ({marks}) "
         "ORDER BY next_attempt_at, id LIMIT ?",
         [now, *skip, limit],
     )
+
+
+def due_digests(
+    db: sqlite_utils.Database, now: float, *, skip_channels: Collection[str] = ()
+) -> list[list[OutboxRow]]:
+    """Digests whose time has come: the pending items of each (channel, window), newest first."""
+    marks, skip = _not_in(skip_channels)
+    groups = db.execute(
+        "SELECT channel, digest_at FROM outbox WHERE status = 'pending' AND digest_at IS NOT NULL "
+        f"AND next_attempt_at <= ? AND channel NOT IN ({marks}) GROUP BY channel, digest_at ORDER BY digest_at",
+        [now, *skip],
+    ).fetchall()
+    return [
+        _rows(
+            db,
+            "status = 'pending' AND channel = ? AND digest_at = ? ORDER BY created_at DESC, id DESC",
+            [channel, digest_at],
+        )
+        for channel, digest_at in groups
+    ]
+
+
+def messages_sent_since(db: sqlite_utils.Database, channel: str, since: float) -> int:
+    """Messages (a digest counts once) this channel delivered since `since`."""
+    row = db.execute(
+        "SELECT COUNT(*) FILTER (WHERE digest_at IS NULL) + COUNT(DISTINCT digest_at) "
+        "FROM outbox WHERE channel = ? AND status = 'sent' AND sent_at >= ?",
+        [channel, since],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def fold_into_digest(db: sqlite_utils.Database, row_id: int, digest_at: float, title: str) -> None:
+    """Hold a single alert back for a digest (the channel reached its max_per_hour)."""
+    with db.atomic():
+        db.execute(
+            "UPDATE outbox SET digest_at = ?, digest_title = ?, capped = 1, next_attempt_at = ? WHERE id = ?",
+            [digest_at, title, digest_at, row_id],
+        )
 
 
 def list_rows(db: sqlite_utils.Database, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
@@ -92,31 +160,36 @@ def list_rows(db: sqlite_utils.Database, status: str | None = None, limit: int =
     return _rows(db, "1 = 1 ORDER BY id DESC LIMIT ?", [limit])
 
 
-def next_due_at(db: sqlite_utils.Database) -> float | None:
-    row = db.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'").fetchone()
-    return row[0] if row else None
+def _ids(row_ids: Sequence[int]) -> tuple[str, list[int]]:
+    return ",".join("?" * len(row_ids)), list(row_ids)
 
 
-def mark_sent(db: sqlite_utils.Database, row_id: int, now: float) -> None:
+def mark_sent(db: sqlite_utils.Database, row_ids: Sequence[int], now: float) -> None:
+    marks, ids = _ids(row_ids)
     with db.atomic():
         db.execute(
-            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL WHERE id = ?",
-            [now, row_id],
+            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL "
+            f"WHERE id IN ({marks})",
+            [now, *ids],
         )
 
 
-def mark_failed(db: sqlite_utils.Database, row_id: int, error: str, *, retry_at: float | None) -> None:
+def mark_failed(
+    db: sqlite_utils.Database, row_ids: Sequence[int], error: str, *, retry_at: float | None
+) -> None:
     """A failed attempt: retry at `retry_at`, or dead when it is None."""
+    marks, ids = _ids(row_ids)
     with db.atomic():
         if retry_at is None:
             db.execute(
-                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ? WHERE id = ?",
-                [error, row_id],
+                f"UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ? WHERE id IN ({marks})",
+                [error, *ids],
             )
         else:
             db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
-                [error, retry_at, row_id],
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+                f"WHERE id IN ({marks})",
+                [error, retry_at, *ids],
             )
 
 
