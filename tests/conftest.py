@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +11,35 @@ import pytest
 from server import LocalServer
 
 CORPUS = Path(os.environ.get("WATCHDESK_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A safety net: a test in this process that tries to connect anywhere but loopback
+    fails at once (subprocesses are kept local by the configs the tests write)."""
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def check(address: object) -> None:
+        if isinstance(address, tuple) and address:
+            host = str(address[0]).split("%")[0]
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                return
+            if not ip.is_loopback and not (ip.ipv4_mapped and ip.ipv4_mapped.is_loopback):
+                raise ConnectionRefusedError(f"tests may only connect to loopback, not {host}")
+
+    def connect(self: socket.socket, address: object) -> None:
+        check(address)
+        real_connect(self, address)  # type: ignore[arg-type]
+
+    def connect_ex(self: socket.socket, address: object) -> int:
+        check(address)
+        return real_connect_ex(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,7 +17,7 @@ import click
 from . import __version__
 from .config import Config, find_config, load_config, parse_duration
 from .errors import ConfigError, WatchdeskError
-from .sanitize import one_line
+from .sanitize import for_terminal, one_line
 from .store import feeds as feed_store
 from .store import hits as hit_store
 from .store import open_db
@@ -221,3 +222,99 @@ def outbox_retry(ctx: click.Context, row_id: int | None, all_dead: bool) -> None
         click.echo(f"outbox row {row_id} is not dead (see `watchdesk outbox --status dead`)", err=True)
         ctx.exit(1)
     click.echo(f"{n} deliveries queued again")
+
+
+@main.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="Text and metadata as one JSON object.")
+@click.pass_context
+def extract(ctx: click.Context, source: str, as_json: bool) -> None:
+    """Show the text (and metadata) the extractor gets from a page: a FILE or an http(s) URL.
+
+    A URL is fetched exactly as the daemon fetches article pages: the network guard,
+    robots.txt, the deadline and the byte cap of the config (or the defaults).
+    """
+    from .extract import extract_page
+    from .tools import fetch_page_once
+
+    if source.startswith(("http://", "https://")):
+        config = _load(ctx, check_secrets=False) if _has_config(ctx) else None
+        page = asyncio.run(fetch_page_once(source, config))
+        if page.body is None:
+            click.echo(f"watchdesk: {source}: {page.reason}", err=True)
+            ctx.exit(1)
+        body, url = page.body, page.url
+    else:
+        try:
+            body, url = Path(source).read_bytes(), None
+        except OSError as e:
+            click.echo(f"watchdesk: cannot read {source}: {e.strerror}", err=True)
+            ctx.exit(1)
+    result = extract_page(body, url)
+    if as_json:
+        click.echo(json.dumps(asdict(result), ensure_ascii=False))
+        return
+    for label, value in (("title", result.title), ("date", result.date), ("language", result.language)):
+        click.echo(f"{label}: {one_line(value or '-')}")
+    if result.truncated:
+        click.echo("note: the page was over the size cap and was cut before extraction")
+    if not result.text:
+        click.echo(f"no text: {result.reason}", err=True)
+        ctx.exit(1)
+    click.echo("")
+    click.echo(for_terminal(result.text))
+
+
+def _has_config(ctx: click.Context) -> bool:
+    try:
+        find_config(ctx.obj["config"])
+    except ConfigError:
+        return False
+    return True
+
+
+@main.command("notify-test")
+@click.argument("channel")
+@click.pass_context
+def notify_test(ctx: click.Context, channel: str) -> None:
+    """Send a clearly marked test alert through CHANNEL and report the result."""
+    from .models import Alert
+    from .notify import ChannelNotAvailable, build_channel
+
+    config = _load(ctx)
+    if channel not in config.channels:
+        click.echo(
+            f"watchdesk: no channel {channel!r} (defined: {', '.join(sorted(config.channels))})", err=True
+        )
+        ctx.exit(2)
+    now = datetime.now(UTC)
+    alert = Alert(
+        watchlist="notify-test",
+        title=f"watchdesk test alert for channel {channel}",
+        link=None,
+        outlet="watchdesk",
+        published=now,
+        terms=("test",),
+        snippet="This is a test alert sent by `watchdesk notify-test`. If you can read it, the channel works.",
+        snippet_marks=((10, 14),),
+        story_key=f"notify-test:{channel}",
+        test=True,
+    )
+
+    async def send() -> tuple[bool, str]:
+        try:
+            target = build_channel(config.channels[channel])
+        except ChannelNotAvailable as e:
+            return False, str(e)
+        try:
+            result = await target.send(alert, key=f"test:{channel}:{now.timestamp():.0f}")
+        finally:
+            await target.aclose()
+        kind = " (permanent: retrying will not help)" if result.permanent else ""
+        return result.ok, result.message + kind
+
+    ok, message = asyncio.run(send())
+    if not ok:
+        click.echo(f"{channel}: failed: {one_line(message)}", err=True)
+        ctx.exit(1)
+    click.echo(f"{channel}: test alert sent")

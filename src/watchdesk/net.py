@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from . import __version__
+from .guard import AddressPolicy, AddressRefused, guarded_transport
 
 log = logging.getLogger(__name__)
 
@@ -62,27 +63,47 @@ class HttpPool:
         concurrency: int = 20,
         per_host: int = 2,
         user_agent: str = "",
+        allow: tuple[str, ...] = (),
+        any_address: bool = False,
     ):
-        shards = max(1, -(-concurrency // CONNECTIONS_PER_CLIENT))
+        """`allow`: CIDR ranges reachable although not global; `any_address`: no address
+        check at all (only for URLs the operator wrote, with trust_config_feeds)."""
+        self.policy = AddressPolicy(allow, any_address=any_address)
+        self._concurrency = concurrency
+        self._shards = max(1, -(-concurrency // CONNECTIONS_PER_CLIENT))
+        self._user_agent = user_agent or DEFAULT_USER_AGENT
+        self._per_host_limit = per_host
+        # Clients (their pooled connections) and semaphores belong to one event loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: list[httpx.AsyncClient] = []
+        self._global = asyncio.Semaphore(concurrency)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    def _bind(self) -> None:
+        """Use clients of the running loop: a Runtime may be driven by several asyncio.run()
+        calls, and a keep-alive connection from a closed loop cannot be reused."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        self._loop = loop
         self._clients = [
             httpx.AsyncClient(
                 trust_env=False,
                 follow_redirects=False,
                 timeout=httpx.Timeout(30.0),
-                limits=httpx.Limits(
-                    max_connections=CONNECTIONS_PER_CLIENT,
-                    max_keepalive_connections=CONNECTIONS_PER_CLIENT,
+                transport=guarded_transport(
+                    self.policy,
+                    httpx.Limits(
+                        max_connections=CONNECTIONS_PER_CLIENT,
+                        max_keepalive_connections=CONNECTIONS_PER_CLIENT,
+                    ),
                 ),
-                headers={
-                    "User-Agent": user_agent or DEFAULT_USER_AGENT,
-                    "Accept-Encoding": "gzip",
-                },
+                headers={"User-Agent": self._user_agent, "Accept-Encoding": "gzip"},
             )
-            for _ in range(shards)
+            for _ in range(self._shards)
         ]
-        self._global = asyncio.Semaphore(concurrency)
-        self._per_host_limit = per_host
-        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._global = asyncio.Semaphore(self._concurrency)
+        self._hosts = {}
 
     def _client(self, host: str) -> httpx.AsyncClient:
         return self._clients[hash(host) % len(self._clients)]
@@ -94,32 +115,42 @@ class HttpPool:
         return gate
 
     async def aclose(self) -> None:
-        for client in self._clients:
+        clients, loop = self._clients, self._loop
+        self._clients, self._loop = [], None
+        if loop is not asyncio.get_running_loop():
+            return  # opened in a loop that has ended: nothing left that can be closed
+        for client in clients:
             await client.aclose()
 
     async def get(self, url: str, headers: Mapping[str, str], limits: Limits) -> Response:
-        """GET url within limits.total deadline; raise RequestFailed on any failure."""
-        try:
-            async with asyncio.timeout(limits.timeout):
-                return await self._get(url, headers, limits)
-        except TimeoutError:
-            raise RequestFailed("timeout", f"no complete answer within {limits.timeout:g}s") from None
+        """GET url within limits.timeout; raise RequestFailed on any failure.
 
-    async def _get(self, url: str, headers: Mapping[str, str], limits: Limits) -> Response:
-        permanent: str | None = None
+        The deadline covers the whole request, redirects included, from the moment it gets
+        its turn: time spent queued behind other requests to the same host (per_host) or
+        behind the global limit is not the server's slowness and does not count.
+        """
+        self._bind()
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
         all_permanent = True
-        for _hop in range(limits.max_redirects + 1):
+        for hop in range(limits.max_redirects + 1):
             check_url(url)
             host = urlsplit(url).hostname or ""
-            async with self._global, self._host_gate(host):
-                status, resp_headers, body = await self._fetch_once(url, headers, limits)
+            # Host gate first: a request waiting for its host's turn holds no global slot,
+            # so one busy host cannot starve the others.
+            async with self._host_gate(host), self._global:
+                if deadline is None:
+                    deadline = loop.time() + limits.timeout
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        status, resp_headers, body = await self._fetch_once(url, headers, limits)
+                except TimeoutError:
+                    raise RequestFailed("timeout", f"no complete answer within {limits.timeout:g}s") from None
             if status in REDIRECTS and "location" in resp_headers:
-                target = urljoin(url, resp_headers["location"])
                 all_permanent = all_permanent and status in (301, 308)
-                permanent = target if all_permanent else None
-                url = target
+                url = urljoin(url, resp_headers["location"])
                 continue
-            return Response(status, url, resp_headers, body, permanent)
+            return Response(status, url, resp_headers, body, url if all_permanent and hop else None)
         raise RequestFailed("network", f"more than {limits.max_redirects} redirects")
 
     async def _fetch_once(
@@ -139,6 +170,8 @@ class HttpPool:
                     )
                 body = await read_bounded(resp, limits.max_bytes)
                 return resp.status_code, resp_headers, body
+        except AddressRefused as e:
+            raise RequestFailed("refused", str(e)) from None
         except httpx.InvalidURL as e:
             raise RequestFailed("refused", f"invalid URL: {e}") from None
         except httpx.HTTPError as e:

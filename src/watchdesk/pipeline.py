@@ -269,7 +269,8 @@ def _failed(
 ) -> PollSummary:
     now = ctx.clock()
     health = after_failure(failure, feed.consecutive_errors, now, schedule, ctx.random)
-    changes["last_http_status"] = failure.status
+    if failure.status is not None or "last_http_status" not in changes:
+        changes["last_http_status"] = failure.status
     if failure.kind is FailureKind.MALFORMED:
         changes["malformed"] = failure.message
     _save(ctx.db, feed.id, changes, health)

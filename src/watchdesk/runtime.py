@@ -63,7 +63,21 @@ class Runtime:
         self.db = open_db(config.database)
         feed_store.sync_feeds(self.db, [(f.url, f.name) for f in config.feeds if f.enabled], clock())
         net = config.network
-        self.pool = HttpPool(concurrency=net.concurrency, per_host=net.per_host, user_agent=net.user_agent)
+        # Links found inside feeds always go through the guard; the feed URLs the operator
+        # wrote may skip it when [network] trust_config_feeds is set.
+        self.pool = HttpPool(
+            concurrency=net.concurrency, per_host=net.per_host, user_agent=net.user_agent, allow=net.allow
+        )
+        self.feed_pool = (
+            HttpPool(
+                concurrency=net.concurrency,
+                per_host=net.per_host,
+                user_agent=net.user_agent,
+                any_address=True,
+            )
+            if net.trust_config_feeds
+            else self.pool
+        )
         self.cpu = CpuPool(memory_limit=WORKER_MEMORY_LIMIT)
         page_limits = Limits(
             timeout=net.timeout, max_bytes=net.max_page_bytes, max_redirects=net.max_redirects
@@ -78,7 +92,7 @@ class Runtime:
         )
         self.ctx = PollContext(
             db=self.db,
-            pool=self.pool,
+            pool=self.feed_pool,
             cpu=self.cpu,
             matcher=compile_matcher(config.watchlists),
             watchlists={w.name: w for w in config.watchlists},
@@ -160,6 +174,8 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.pool.aclose()
+        if self.feed_pool is not self.pool:
+            await self.feed_pool.aclose()
         for channel in self.channels.values():
             await channel.aclose()
         self.cpu.close()

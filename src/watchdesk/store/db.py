@@ -28,7 +28,7 @@ def _initial(db: sqlite_utils.Database) -> None:
             etag TEXT,
             last_modified TEXT,
             body_hash TEXT,
-            next_check_at REAL NOT NULL DEFAULT 0,
+            next_check_at REAL DEFAULT 0,      -- NULL: not polled again (410 Gone)
             last_polled_at REAL,
             last_success_at REAL,
             consecutive_errors INTEGER NOT NULL DEFAULT 0,
