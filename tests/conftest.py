@@ -78,7 +78,7 @@ def write_config(
         "",
         "[network]",
         'allow = ["127.0.0.1/32"]',
-        "robots = false",
+        "" if "robots" in network else "robots = false",
         textwrap.dedent(network),
         "",
     ]

@@ -9,6 +9,7 @@ with LocalServer() as srv:
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +41,15 @@ def drip(data: bytes, interval: float, size: int = 1) -> Iterator[bytes]:
 
 
 Handler = Callable[[Request], Reply]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up early (a byte cap, a deadline) is expected here."""
+
+
+class _IPv6Server(_QuietServer):
+    address_family = socket.AF_INET6
 
 
 class LocalServer:
@@ -85,7 +95,8 @@ class LocalServer:
 
             do_GET = do_POST = do_HEAD = _serve
 
-        self._server = ThreadingHTTPServer((host, 0), _Handler)
+        server_class = _IPv6Server if ":" in host else _QuietServer
+        self._server = server_class((host, 0), _Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)

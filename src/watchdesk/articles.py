@@ -19,7 +19,7 @@ from .extract import Extraction, extract_page
 from .models import Article, ParsedEntry
 from .net import HttpPool, Limits, RequestFailed
 from .robots import RobotsCache
-from .workers import WorkerFailed
+from .workers import CpuPool, WorkerFailed
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def article_from_page(entry: ParsedEntry, outlet: str, extraction: Extraction) -
     )
 
 
-async def fetch_article(fetcher: ArticleFetcher, cpu: object, entry: ParsedEntry, outlet: str) -> Article:
+async def fetch_article(fetcher: ArticleFetcher, cpu: CpuPool, entry: ParsedEntry, outlet: str) -> Article:
     """Fetch and extract the entry's page; on any failure, the feed's text and the reason."""
     assert entry.link
     page = await fetcher.fetch(entry.link)
@@ -124,9 +124,7 @@ async def fetch_article(fetcher: ArticleFetcher, cpu: object, entry: ParsedEntry
         log.info("article_skipped entry=%s reason=%s", entry.link, page.reason)
         return article_from_entry(entry, outlet, page.reason)
     try:
-        extraction: Extraction = await cpu.run(  # type: ignore[attr-defined]
-            extract_page, page.body, page.url, timeout=fetcher.extract_timeout
-        )
+        extraction = await cpu.run(extract_page, page.body, page.url, timeout=fetcher.extract_timeout)
     except WorkerFailed as e:
         log.warning("extract_failed entry=%s reason=%s", entry.link, e)
         return article_from_entry(entry, outlet, f"extraction failed: {e}")

@@ -44,7 +44,7 @@ from .store import feeds as feed_store
 from .store import hits as hit_store
 from .store import outbox as outbox_store
 from .urls import canonical_url
-from .workers import WorkerFailed
+from .workers import CpuPool, WorkerFailed
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class PollContext:
 
     db: sqlite_utils.Database
     pool: HttpPool
-    cpu: Any  # workers.CpuPool or InlineRunner
+    cpu: CpuPool
     matcher: Matcher
     watchlists: dict[str, Watchlist]
     feeds: dict[str, FeedConfig]  # by config URL

@@ -34,6 +34,7 @@ class CpuPool:
         self._workers = workers or max(1, min(2, os.cpu_count() or 1))
         self._memory_limit = memory_limit
         self._pool: ProcessPoolExecutor | None = None
+        self._generation = 0  # bumped each time the pool is killed
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -46,22 +47,39 @@ class CpuPool:
         return self._pool
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor(), partial(fn, *args, **kwargs))
-        try:
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            self._kill()
-            raise WorkerFailed(f"took longer than {timeout:g}s") from None
-        except BrokenProcessPool:
-            self._kill()
-            raise WorkerFailed("the worker died (out of memory or crashed)") from None
-        except MemoryError:
-            raise WorkerFailed("the worker ran out of memory") from None
+        """fn(*args, **kwargs) in a worker, within `timeout` seconds.
 
-    def _kill(self) -> None:
+        Killing the pool for one task's overrun also ends the tasks running beside it;
+        those are not at fault, so each is started again once on the fresh pool.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for attempt in (1, 2):
+            executor = self._executor()
+            generation = self._generation
+            future = loop.run_in_executor(executor, partial(fn, *args, **kwargs))
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await future
+            except TimeoutError:
+                self._kill(generation)
+                raise WorkerFailed(f"took longer than {timeout:g}s") from None
+            except BrokenProcessPool:
+                killed_for_another = self._generation != generation
+                self._kill(generation)
+                if killed_for_another and attempt == 1:
+                    continue
+                raise WorkerFailed("the worker died (out of memory or crashed)") from None
+            except MemoryError:
+                raise WorkerFailed("the worker ran out of memory") from None
+        raise AssertionError("unreachable")
+
+    def _kill(self, generation: int) -> None:
+        """Kill the pool of `generation` (if it is still the current one) and its processes."""
+        if generation != self._generation:
+            return
         pool, self._pool = self._pool, None
+        self._generation += 1
         if pool is None:
             return
         for process in list(getattr(pool, "_processes", {}).values()):
@@ -72,13 +90,3 @@ class CpuPool:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-class InlineRunner:
-    """Runs tasks in this process (for `extract`/`try` on one page, and small tools)."""
-
-    async def run(self, fn: Callable[..., T], *args: Any, timeout: float, **kwargs: Any) -> T:
-        return fn(*args, **kwargs)
-
-    def close(self) -> None:
-        return None
