@@ -22,6 +22,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 import ahocorasick
 
@@ -32,11 +33,14 @@ from .textnorm import Analyzed, analyze, fold_exact
 REGEX_TEXT_LIMIT = 100_000  # characters of a field a /regex/ is applied to
 SNIPPET_WORDS = 30
 SNIPPET_CONTEXT = 240  # at most this many characters of context on each side
+SNIPPET_UNSPACED = 40  # context characters in text without spaces (Chinese, Japanese)
 SNIPPET_MAX_MATCH = 400  # a longer match (a greedy regex) is cut in the snippet
 MAX_MATCHES_PER_TERM = 20  # occurrences of one term recorded in a Hit
 
 _WORD = re.compile(r"\S+")
 Span = tuple[int, int, tuple[tuple[Node, int, int], ...]]  # tokens i..j and the terms in it
+Evidence = tuple[int, int, int, str]  # field index, start, end, term
+Window = tuple[int, int, int, str]  # lo, hi, len(prefix), snippet
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,7 @@ class Matcher:
         self._keys: dict[tuple[object, ...], int] = {}
         self._variants: list[tuple[_Variant, ...]] = []
         self._simple: list[bool] = []  # no case-sensitive check: an occurrence is a match
+        self._term_anchors: list[tuple[int, ...]] = []
         self._anchors: dict[str, int] = {}
         self._anchor_terms: list[list[int]] = []
         self._regex: dict[str, re.Pattern[str]] = {}
@@ -130,6 +135,7 @@ class Matcher:
             variants.append(v)
         self._variants.append(tuple(variants))
         self._simple.append(all(v.exact is None for v in variants))
+        self._term_anchors.append(tuple(v.anchor for v in variants))
         return tid
 
     def _triggers(self, node: Node) -> set[int] | None:
@@ -154,21 +160,28 @@ class Matcher:
         return None  # Regex, Not
 
     def match(self, article: Article, *, feed_name: str = "", feed_tags: Iterable[str] = ()) -> list[Hit]:
+        """At most one Hit per watchlist, in watchlist order."""
         run = _Run(self, article)
+        return [run.hit(wl.watchlist.name, q) for wl, q in self._fired(run, feed_name, feed_tags)]
+
+    def matching(self, article: Article, *, feed_name: str = "", feed_tags: Iterable[str] = ()) -> list[str]:
+        """The names of the watchlists `match` would return a Hit for, without building the hits
+        (no offsets, no snippets): for counting, e.g. a dry run over stored articles."""
+        return [wl.watchlist.name for wl, _ in self._fired(_Run(self, article), feed_name, feed_tags)]
+
+    def _fired(self, run: _Run, feed_name: str, feed_tags: Iterable[str]) -> Iterator[tuple[_List, _Query]]:
         present = run.present_terms()
         candidates = set(self._always)
         for tid in present:
             candidates.update(self._by_term.get(tid, ()))
         scopes = {feed_name.casefold(), *(t.casefold() for t in feed_tags)}
-        hits = []
         for index in sorted(candidates):
             wl = self._lists[index]
             if wl.feeds and wl.feeds.isdisjoint(scopes):
                 continue
             fired = next((q for q in wl.match if run.fires(q, present)), None)
             if fired and not any(run.fires(q, present) for q in wl.exclude):
-                hits.append(run.hit(wl.watchlist.name, fired))
-        return hits
+                yield wl, fired
 
 
 def compile_matcher(watchlists: Sequence[Watchlist]) -> Matcher:
@@ -186,7 +199,7 @@ class _Run:
         for name, text in self.texts.items():
             a = self.fields[name] = analyze(text)
             found: dict[int, list[int]] = {}
-            if matcher._anchors and a.words:
+            if matcher._anchors and len(a.joined) > 2:  # not empty
                 for end, aid in matcher._automaton.iter(a.joined):
                     ends = found.get(aid)
                     if ends is None:
@@ -196,6 +209,7 @@ class _Run:
             self.found[name] = found
         self._occ: dict[tuple[int, str], list[tuple[int, int]]] = {}
         self._spans: dict[tuple[int, str], list[Span]] = {}
+        self._windows: dict[tuple[int, int, int], Window] = {}
 
     def present_terms(self) -> set[int]:
         """Terms with at least one candidate occurrence (before case-sensitive checks)."""
@@ -228,10 +242,15 @@ class _Run:
     def true(self, node: Node, scope: tuple[str, ...]) -> bool:
         if isinstance(node, Term):
             tid = self.m._tid[id(node)]
-            if self.m._simple[tid]:
-                anchors = [v.anchor for v in self.m._variants[tid]]
-                return any(aid in self.found[f] for f in scope for aid in anchors)
-            return any(self.occurrences(tid, f) for f in scope)
+            if not self.m._simple[tid]:
+                return any(self.occurrences(tid, f) for f in scope)
+            anchors = self.m._term_anchors[tid]
+            for f in scope:
+                found = self.found[f]
+                for aid in anchors:
+                    if aid in found:
+                        return True
+            return False
         if isinstance(node, And):
             return all(self.true(c, scope) for c in node.children)
         if isinstance(node, Or):
@@ -266,13 +285,15 @@ class _Run:
         self._spans[key] = out
         return out
 
-    def evidence(self, node: Node, scope: tuple[str, ...]) -> list[TermMatch]:
-        """The matches that make a true `node` true."""
-        out: list[TermMatch] = []
+    def evidence(self, node: Node, scope: tuple[str, ...]) -> list[Evidence]:
+        """The matches that make a true `node` true: (field index, start, end, term)."""
+        out: list[Evidence] = []
         if isinstance(node, Term):
             for f in scope:
-                a, occ = self.fields[f], self.occurrences(self.m._tid[id(node)], f)
-                out += [TermMatch(node.text, f, a.starts[i], a.ends[j]) for i, j in occ]
+                occ = self.occurrences(self.m._tid[id(node)], f)
+                if occ:  # the offsets of a field's tokens are computed on first use
+                    a, k = self.fields[f], FIELDS.index(f)
+                    out += [(k, a.starts[i], a.ends[j], node.text) for i, j in occ]
         elif isinstance(node, And | Or):
             for child in node.children:
                 if isinstance(node, And) or self.true(child, scope):
@@ -281,31 +302,33 @@ class _Run:
             out += self.evidence(node.child, (node.name,))
         elif isinstance(node, Near):
             for f in scope:
-                a = self.fields[f]
+                a, k = self.fields[f], FIELDS.index(f)
                 parts = {p for span in self.spans(node, f) for p in span[2]}
-                out += [TermMatch(_label(t), f, a.starts[i], a.ends[j]) for t, i, j in parts]
+                out += [(k, a.starts[i], a.ends[j], _label(t)) for t, i, j in parts]
         elif isinstance(node, Regex):
             for f in scope:
-                label = f"/{node.pattern}/"
-                out += [TermMatch(label, f, m.start(), m.end()) for m in self.regex(node, f)]
+                k, label = FIELDS.index(f), f"/{node.pattern}/"
+                found = islice(self.regex(node, f), MAX_MATCHES_PER_TERM)
+                out += [(k, m.start(), m.end(), label) for m in found]
         return out
 
     def hit(self, watchlist: str, q: _Query) -> Hit:
-        found = sorted(
-            set(self.evidence(q.node, FIELDS)),
-            key=lambda t: (FIELDS.index(t.field), t.start, t.end, t.term),
-        )
         per_term: dict[str, int] = {}
-        terms = []
-        for t in found:
-            per_term[t.term] = per_term.get(t.term, 0) + 1
-            if per_term[t.term] <= MAX_MATCHES_PER_TERM:
-                terms.append(t)
-        in_text = [t for t in terms if t.field == "text"]
-        first = in_text[0] if in_text else terms[0]
-        marks = [(t.start, t.end) for t in terms if t.field == first.field]
-        snippet, snippet_marks = make_snippet(self.texts[first.field], first.start, first.end, marks)
-        return Hit(watchlist, q.source, tuple(terms), snippet, snippet_marks)
+        kept = []
+        for e in sorted(set(self.evidence(q.node, FIELDS))):
+            per_term[e[3]] = n = per_term.get(e[3], 0) + 1
+            if n <= MAX_MATCHES_PER_TERM:
+                kept.append(e)
+        k, start, end, _ = next((e for e in kept if e[0] == 1), kept[0])  # text before title
+        text = self.texts[FIELDS[k]]
+        end = min(end, start + SNIPPET_MAX_MATCH)
+        window = self._windows.get((k, start, end))
+        if window is None:
+            window = self._windows[(k, start, end)] = _window(text, start, end)
+        marks = {(start, end), *((s, e) for f, s, e, _ in kept if f == k)}
+        snippet_marks = _place(text, window, marks)
+        terms = tuple(TermMatch(term, FIELDS[f], s, e) for f, s, e, term in kept)
+        return Hit(watchlist, q.source, terms, window[3], snippet_marks)
 
 
 def _order(span: Span) -> tuple[int, int]:
@@ -354,50 +377,47 @@ def make_snippet(
     span of `marks` (offsets in `text`) that falls inside it; "…" marks cut ends.
     """
     end = min(end, start + SNIPPET_MAX_MATCH)
+    window = _window(text, start, end)
+    return window[3], _place(text, window, {(start, end), *marks})
+
+
+def _window(text: str, start: int, end: int) -> Window:
     half = SNIPPET_WORDS // 2
-    lo_bound = max(0, start - SNIPPET_CONTEXT)
-    before = [m.start() for m in _WORD.finditer(text, lo_bound, start)]
-    if lo_bound > 0 and before and before[0] == lo_bound and not text[lo_bound - 1].isspace():
-        before.pop(0)  # a word cut by the character limit
-    keep = half + (start > 0 and not text[start - 1].isspace())
-    lo = before[-keep] if len(before) >= keep else (before[0] if before else start)
-    hi_bound = min(len(text), end + SNIPPET_CONTEXT)
-    after = [m.end() for m in _WORD.finditer(text, end, hi_bound)]
-    if hi_bound < len(text) and after and after[-1] == hi_bound and not text[hi_bound].isspace():
-        after.pop()
-    keep = half + (end < len(text) and not text[end].isspace())
-    hi = after[keep - 1] if len(after) >= keep else (after[-1] if after else end)
-    hi = max(hi, end)
-    chunks: list[tuple[int, int, int]] = []  # (start, end) in text, start in the snippet
-    pieces: list[str] = []
+    # Context on each side: whole words, at most SNIPPET_CONTEXT characters; a word that
+    # touches the match ("(fentanyl", "fentanyl-laced") does not count.
+    left = text[max(0, start - SNIPPET_CONTEXT) : start]
+    if start > SNIPPET_CONTEXT and not text[start - SNIPPET_CONTEXT - 1].isspace():
+        cut = left.split(None, 1)  # drop a word cut by the limit, or in unspaced text
+        left = cut[1] if len(cut) > 1 else left[-SNIPPET_UNSPACED:]  # keep some characters
+    keep = half + (bool(left) and not left[-1].isspace())
+    parts = left.rsplit(None, keep)
+    lo = start - len((left[len(parts[0]) :] if len(parts) > keep else left).lstrip())
+    right = text[end : end + SNIPPET_CONTEXT]
+    if end + SNIPPET_CONTEXT < len(text) and not text[end + SNIPPET_CONTEXT].isspace():
+        cut = right.rsplit(None, 1)
+        right = cut[0] if len(cut) > 1 else right[:SNIPPET_UNSPACED]
+    keep = half + (bool(right) and not right[0].isspace())
+    parts = right.split(None, keep)
+    hi = end + len((right[: len(right) - len(parts[-1])] if len(parts) > keep else right).rstrip())
     prefix = "… " if _WORD.search(text, 0, lo) else ""
-    pos = len(prefix)
-    for m in _WORD.finditer(text, lo, hi):
-        if pieces:
-            pos += 1
-        chunks.append((m.start(), m.end(), pos))
-        pieces.append(m.group())
-        pos += len(m.group())
-    snippet = prefix + " ".join(pieces) + (" …" if _WORD.search(text, hi) else "")
-    chunk_starts = [c[0] for c in chunks]
+    snippet = prefix + " ".join(text[lo:hi].split()) + (" …" if _WORD.search(text, hi) else "")
+    return lo, hi, len(prefix), snippet
+
+
+def _place(text: str, window: Window, marks: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Where spans of `text` are in the snippet of `window`; overlapping ones merged."""
+    lo, hi, prefix, _ = window
 
     def where(offset: int, is_end: bool) -> int:
-        k = bisect_right(chunk_starts, offset) - 1
-        if k >= 0 and offset <= chunks[k][1]:
-            return chunks[k][2] + offset - chunks[k][0]
-        if is_end:
-            return chunks[k][2] + chunks[k][1] - chunks[k][0] if k >= 0 else len(prefix)
-        return chunks[k + 1][2] if k + 1 < len(chunks) else pos
+        seg = text[lo:offset]
+        n = len(" ".join(seg.split()))
+        return prefix + n + (n > 0 and not is_end and seg[-1].isspace())
 
-    spans = sorted(
-        (where(s, False), where(min(e, hi), True))
-        for s, e in {(start, end), *marks}
-        if lo <= s < hi and e > s
-    )
+    spans = sorted((where(s, False), where(min(e, hi), True)) for s, e in marks if lo <= s < hi and e > s)
     merged: list[tuple[int, int]] = []
     for s, e in spans:
         if merged and s <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(merged[-1][1], e))
         elif e > s:
             merged.append((s, e))
-    return snippet, tuple(merged)
+    return tuple(merged)

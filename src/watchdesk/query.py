@@ -1,0 +1,442 @@
+"""The watchlist query language: parse a query string into an immutable tree.
+
+    query    := or
+    or       := and ("OR" and)*              AND and OR never mix without parentheses
+    and      := unary (["AND"] unary)*       adjacent terms mean AND
+    unary    := ("NOT" | "-") unary | near
+    near     := primary ("NEAR/" n primary)*
+    primary  := "(" or ")" | ("title:" | "text:") primary | word | "phrase" | /regex/
+
+Words and phrases become `Term`s: normalised tokens (see textnorm) that must be adjacent
+in the text. A hyphen or apostrophe between two words of a term may be a separator or
+nothing at all: `dark-net` matches "dark-net", "dark net" and "darknet". A trailing `*`
+makes the last word a prefix. docs/watchlists.md is the user-facing reference.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .errors import QuerySyntaxError
+from .textnorm import Token as Token
+from .textnorm import analyze, exact_forms, spellings
+from .textnorm import normalize as normalize
+from .textnorm import tokenize as tokenize
+
+MAX_NEAR = 1000  # NEAR/n accepts 1..MAX_NEAR
+MIN_PREFIX = 3  # a one-word prefix needs this many characters before the *
+MAX_JOIN_COMBINATIONS = 4  # joinable hyphens expanded in every combination up to this many
+MAX_DEPTH = 50
+FIELDS = ("title", "text")
+_JOINERS = frozenset("-\u2010\u2011'\u2019\u02bc")  # hyphens and apostrophes
+_QUOTES = '"“”„'
+_STARTS = frozenset({"WORD", "PHRASE", "REGEX", "(", "FIELD", "NOT", "-"})
+_PRIMARY = frozenset({"WORD", "PHRASE", "REGEX", "(", "FIELD"})
+_NEAR_RE = re.compile(r"NEAR/(\d+)")
+_FIELD_RE = re.compile(r"(title|text):", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A word, prefix or phrase: normalised `words` that must be adjacent in the text."""
+
+    text: str  # as written, without quotes (e.g. "J-CODE", "nitazene*", "dark web")
+    words: tuple[str, ...]
+    joins: tuple[bool, ...] = ()  # joins[i]: words i and i+1 may also be written as one
+    prefix: bool = False  # the last word is a prefix
+    exact: tuple[str | None, ...] = ()  # per word: case-sensitive form, or None
+    phrase: bool = False  # written in quotes
+    column: int = field(default=1, compare=False)
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What the term matches; equal keys match the same text."""
+        return (self.words, self.joins, self.prefix, self.exact)
+
+    def variants(self) -> tuple[tuple[tuple[str, str | None], ...], ...]:
+        """Every spelling: a tuple of (normalised token, case-sensitive form or None)."""
+        return spellings(self.words, self.joins, self.exact, MAX_JOIN_COMBINATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class Regex:
+    pattern: str  # Python syntax, applied to the original (not normalised) text
+    column: int = field(default=1, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    children: tuple[Node, ...]
+    column: int = field(default=1, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    children: tuple[Node, ...]
+    column: int = field(default=1, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Node
+    column: int = field(default=1, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Near:
+    """`left` and `right` within `distance` words, either order, in the same field."""
+
+    left: Node
+    right: Node
+    distance: int
+    column: int = field(default=1, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str  # "title" | "text"
+    child: Node
+    column: int = field(default=1, compare=False)
+
+
+Node = Term | Regex | And | Or | Not | Near | Field
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of the tree, depth first."""
+    yield node
+    if isinstance(node, And | Or):
+        for child in node.children:
+            yield from walk(child)
+    elif isinstance(node, Not | Field):
+        yield from walk(node.child)
+    elif isinstance(node, Near):
+        yield from walk(node.left)
+        yield from walk(node.right)
+
+
+def unparse(node: Node) -> str:
+    """A canonical, fully parenthesised spelling of the tree (for explanations and tests)."""
+    if isinstance(node, Term):
+        return f'"{node.text}"' if node.phrase else node.text
+    if isinstance(node, Regex):
+        return f"/{node.pattern}/"
+    if isinstance(node, And | Or):
+        op = " AND " if isinstance(node, And) else " OR "
+        return "(" + op.join(unparse(c) for c in node.children) + ")"
+    if isinstance(node, Not):
+        return f"NOT {unparse(node.child)}"
+    if isinstance(node, Near):
+        return f"({unparse(node.left)} NEAR/{node.distance} {unparse(node.right)})"
+    return f"{node.name}:{unparse(node.child)}"
+
+
+class _Tok(NamedTuple):
+    kind: str  # WORD PHRASE REGEX FIELD NEAR AND OR NOT - ( ) EOF
+    value: str
+    column: int
+    number: int = 0
+
+
+_HINTS = {
+    "mixed": "add parentheses: (a b) OR c, or a (b OR c)",
+    "operator": 'operators are uppercase: {up}; to match the word, quote it: "{word}"',
+    "star": "use a /regex/ for other patterns",
+    "symbols": "symbols and emoji are ignored when matching; use a /regex/ for them",
+    "prefix": f"write at least {MIN_PREFIX} letters before *",
+    "field": "use one field per group",
+    "regex": "regexes use Python syntax; flags go inline, e.g. /(?i)pattern/",
+    "nested": "patterns like (a+)+ can take exponential time; repeat only once",
+    "anchor": "NOT and - only narrow a query; combine them with a term: fentanyl -patch",
+    "AND": "AND needs a term on both sides: a AND b",
+    "OR": "OR needs a term on both sides: a OR b",
+    "NOT": "write NOT word, or -word",
+    "-": "write -word, with no space, to exclude it",
+    "NEAR": "NEAR/n needs a word, phrase or group on both sides: a NEAR/5 b",
+    "FIELD": 'write title:word, title:"a phrase" or title:(a OR b)',
+    "And": "NEAR operands are words, phrases, prefixes or (x OR y) groups",
+    "Not": "put the exclusion outside the NEAR: (a NEAR/5 b) -c",
+    "Regex": "a /regex/ cannot be used with NEAR",
+    "Field": "put the field before the whole NEAR: title:(a NEAR/5 b)",
+}
+
+
+def _error(message: str, column: int, hint: str = "", **fmt: str) -> QuerySyntaxError:
+    return QuerySyntaxError(message, column, _HINTS.get(hint, hint).format(**fmt))
+
+
+def _lex(q: str) -> list[_Tok]:
+    out: list[_Tok] = []
+    i, n = 0, len(q)
+    while i < n:
+        c, col = q[i], i + 1
+        if c.isspace():
+            i += 1
+        elif c in "()":
+            out.append(_Tok(c, c, col))
+            i += 1
+        elif c in _QUOTES:
+            j = next((k for k in range(i + 1, n) if q[k] in _QUOTES), -1)
+            if j < 0:
+                raise _error("unclosed quote", col, 'close the phrase with "')
+            out.append(_Tok("PHRASE", q[i + 1 : j], col))
+            i = j + 1
+            if i < n and q[i] == "*":
+                raise _error("* after a phrase", i + 1, 'put it inside the quotes: "dark web*"')
+        elif c == "/":
+            j = i + 1
+            while j < n and q[j] != "/":
+                j += 2 if q[j] == "\\" else 1
+            if j >= n:
+                raise _error("unclosed regex", col, "end it with / (write \\/ for a slash)")
+            out.append(_Tok("REGEX", q[i + 1 : j], col))
+            i = j + 1
+        elif c == "-":
+            if i + 1 >= n or q[i + 1].isspace() or q[i + 1] == ")":
+                raise _error("nothing after -", col, "write -word, with no space, to exclude it")
+            out.append(_Tok("-", c, col))
+            i += 1
+        elif m := _FIELD_RE.match(q, i):
+            i = m.end()
+            if i >= n or q[i].isspace() or q[i] == ")":
+                raise _error(f"nothing after {m.group()}", col, f"write {m.group()}word")
+            out.append(_Tok("FIELD", m.group(1).lower(), col))
+        else:
+            j = i
+            while j < n and not q[j].isspace() and q[j] not in "()" + _QUOTES:
+                j += 1
+            out.append(_word_token(q[i:j], col))
+            i = j
+    out.append(_Tok("EOF", "", n + 1))
+    return out
+
+
+def _word_token(word: str, col: int) -> _Tok:
+    if word in ("AND", "OR", "NOT"):
+        return _Tok(word, word, col)
+    if m := _NEAR_RE.fullmatch(word):
+        distance = int(m.group(1))
+        if not 1 <= distance <= MAX_NEAR:
+            raise _error(f"NEAR/{distance} is out of range", col, f"use 1 to {MAX_NEAR} words")
+        return _Tok("NEAR", word, col, distance)
+    if re.fullmatch(r"near(/\S*)?", word, re.IGNORECASE) and (word.isupper() or "/" in word):
+        raise _error(f"{word} needs a distance", col, "write NEAR/10 for within 10 words")
+    if word.lower() in ("and", "or", "not"):
+        raise _error(f"{word!r} looks like an operator", col, "operator", up=word.upper(), word=word)
+    return _Tok("WORD", word, col)
+
+
+class _Parser:
+    def __init__(self, query: str, case_sensitive: tuple[str, ...]):
+        self.toks = _lex(query)
+        self.pos = 0
+        self.depth = 0
+        self.case_sensitive = case_sensitive
+
+    def peek(self) -> _Tok:
+        return self.toks[self.pos]
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.pos]
+        self.pos += 1
+        return tok
+
+    def nest(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _error("query nested too deeply", tok.column, "simplify it")
+
+    def expect_operand(self, op: _Tok, kinds: frozenset[str]) -> None:
+        if self.peek().kind not in kinds:
+            name = {"-": "-", "FIELD": op.value + ":"}.get(op.kind, op.value)
+            raise _error(f"{name} needs a term after it", op.column, op.kind)
+
+    def parse(self) -> Node:
+        if self.peek().kind == "EOF":
+            raise _error("empty query", 1, "write at least one word")
+        node = self.or_()
+        tok = self.peek()
+        if tok.kind == ")":
+            raise _error("unmatched )", tok.column, "remove it or add ( before it")
+        if tok.kind != "EOF":  # pragma: no cover - every other token is consumed above
+            raise _error(f"unexpected {tok.value}", tok.column)
+        return node
+
+    def or_(self) -> Node:
+        first, bare = self.and_()
+        items, ors = [first], []
+        while self.peek().kind == "OR":
+            op = self.take()
+            ors.append(op)
+            self.expect_operand(op, _STARTS)
+            item, more = self.and_()
+            items.append(item)
+            bare = bare or more
+        if bare and ors:
+            raise _error("AND and OR mixed without parentheses", ors[0].column, "mixed")
+        return items[0] if len(items) == 1 else Or(tuple(items), first.column)
+
+    def and_(self) -> tuple[Node, bool]:
+        items = [self.unary()]
+        while True:
+            tok = self.peek()
+            if tok.kind == "AND":
+                self.take()
+                self.expect_operand(tok, _STARTS)
+            elif tok.kind not in _STARTS:
+                break
+            items.append(self.unary())
+        if len(items) == 1:
+            return items[0], False
+        return And(tuple(items), items[0].column), True
+
+    def unary(self) -> Node:
+        tok = self.peek()
+        if tok.kind not in ("NOT", "-"):
+            return self.near()
+        self.take()
+        self.expect_operand(tok, _STARTS)
+        self.nest(tok)
+        child = self.unary()
+        self.depth -= 1
+        return Not(child, tok.column)
+
+    def near(self) -> Node:
+        node = self.primary()
+        while self.peek().kind == "NEAR":
+            op = self.take()
+            self.expect_operand(op, _PRIMARY)
+            right = self.primary()
+            for operand in (node, right):
+                _check_near_operand(operand)
+            node = Near(node, right, op.number, node.column)
+        return node
+
+    def primary(self) -> Node:
+        tok = self.take()
+        if tok.kind == "(":
+            if self.peek().kind == ")":
+                raise _error("empty parentheses", tok.column, "put a term inside or remove them")
+            self.nest(tok)
+            node = self.or_()
+            self.depth -= 1
+            if self.peek().kind != ")":
+                raise _error("unclosed (", tok.column, "add ) to close it")
+            self.take()
+            return node
+        if tok.kind == "FIELD":
+            self.expect_operand(tok, _PRIMARY)
+            child = self.primary()
+            for sub in walk(child):
+                if isinstance(sub, Field) and sub.name != tok.value:
+                    msg = f"{sub.name}: inside {tok.value}: can never match"
+                    raise _error(msg, sub.column, "field")
+            return Field(tok.value, child, tok.column)
+        if tok.kind in ("WORD", "PHRASE"):
+            return self.term(tok)
+        if tok.kind == "REGEX":
+            return _regex(tok.value, tok.column)
+        if tok.kind == "EOF":
+            raise _error("query ends too early", tok.column, "add a term")
+        if tok.kind == ")":
+            raise _error("unmatched )", tok.column, "remove it or add ( before it")
+        raise _error(f"{tok.value} needs a term before it", tok.column, tok.kind)
+
+    def term(self, tok: _Tok) -> Term:
+        raw, col = tok.value, tok.column + (tok.kind == "PHRASE")
+        prefix = raw.endswith("*")
+        body = raw[:-1] if prefix else raw
+        if "*" in body:
+            raise _error("* is only allowed at the end of a term", col + body.index("*"), "star")
+        a = analyze(body)
+        if not a.words:
+            raise _error(f"no letters or digits in {raw!r}", tok.column, "symbols")
+        if prefix and len(a.words) == 1 and len(a.words[0]) < MIN_PREFIX:
+            raise _error(f"prefix {raw!r} is too short", col, "prefix")
+        joins = tuple(body[a.ends[i] : a.starts[i + 1]] in _JOINERS for i in range(len(a.words) - 1))
+        exact = exact_forms(body, self.case_sensitive)
+        return Term(raw, tuple(a.words), joins, prefix, exact, tok.kind == "PHRASE", col)
+
+
+def _check_near_operand(node: Node) -> None:
+    if isinstance(node, Term | Near):
+        return
+    if isinstance(node, Or):
+        for child in node.children:
+            _check_near_operand(child)
+        return
+    raise _error("not allowed next to NEAR", node.column, type(node).__name__)
+
+
+def _regex(pattern: str, column: int) -> Regex:
+    if not pattern:
+        raise _error("empty regex", column, "write a pattern between the slashes")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as e:
+        raise _error(f"invalid regex: {e.msg}", column + 1 + (e.pos or 0), "regex") from None
+    if compiled.search("") is not None:
+        raise _error("regex matches empty text", column, "make it require at least a character")
+    nested = nested_quantifier(pattern)
+    if nested is not None:
+        raise _error("nested repetition in regex", column + 1 + nested, "nested")
+    return Regex(pattern, column)
+
+
+def nested_quantifier(pattern: str) -> int | None:
+    """Offset of a group that repeats an unbounded repetition, like `(a+)+` or `(\\w*x)*`."""
+    stack: list[tuple[int, bool]] = [(-1, False)]  # (group start, contains unbounded repeat)
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 1
+        elif c == "[":
+            i += 2 if pattern[i + 1 : i + 2] == "]" else 1
+            i += 1 if pattern[i : i + 1] == "^" else 0
+            while i < n and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+        elif c == "(":
+            stack.append((i, False))
+        elif c == ")" and len(stack) > 1:
+            start, inner = stack.pop()
+            outer = re.match(r"[*+]|\{\d*,\}", pattern[i + 1 :]) is not None
+            if inner and outer:
+                return start
+            if inner or outer:
+                stack[-1] = (stack[-1][0], True)
+        elif c in "*+" or (c == "{" and re.match(r"\{\d*,\}", pattern[i:])):
+            stack[-1] = (stack[-1][0], True)
+        i += 1
+    return None
+
+
+def _unanchored(node: Node) -> Node | None:
+    """The part of `node` that could be true while none of its terms occurs, if any."""
+    if isinstance(node, Not):
+        return node
+    if isinstance(node, Field):
+        return _unanchored(node.child)
+    if isinstance(node, And):
+        parts = [_unanchored(c) for c in node.children]
+        return parts[0] if all(parts) else None
+    if isinstance(node, Or):
+        return next((p for p in map(_unanchored, node.children) if p), None)
+    return None
+
+
+def parse_query(text: str, *, case_sensitive_terms: Iterable[str] = ()) -> Node:
+    """Parse one `match` or `exclude` query; QuerySyntaxError (1-based column) if invalid.
+
+    Words of the query written exactly like an entry of `case_sensitive_terms` (a word or
+    a phrase) only match text spelled with the same case.
+    """
+    node = _Parser(text, tuple(case_sensitive_terms)).parse()
+    part = _unanchored(node)
+    if part is not None:
+        msg = "this query would match articles that contain none of its terms"
+        raise _error(msg, part.column, "anchor")
+    return node
