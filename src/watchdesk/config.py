@@ -1,4 +1,4 @@
-"""TOML config and watchlist files -> frozen dataclasses.
+"""The main config file (watchdesk.toml) -> frozen dataclasses.
 
 Every problem is collected, not just the first, each as `file:line: message`;
 `load_config` raises ConfigError listing them all. Secrets are only ever references
@@ -7,169 +7,54 @@ Every problem is collected, not just the first, each as `file:line: message`;
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
-import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import secrets
-from .errors import ConfigError, Problem, QuerySyntaxError
+from .errors import ConfigError, Problem
 from .models import Watchlist
-from .tomllines import locate
+from .tomlcheck import (
+    Check,
+    Collector,
+    _bool,
+    _cidr_list,
+    _int,
+    _nonempty_str,
+    _one_of,
+    _secret,
+    _str_list,
+    _timezone,
+    _url,
+    _via,
+    check_table,
+    parse_backfill,
+    parse_delivery,
+    parse_duration,
+    parse_size,
+    read_toml,
+)
+from .watchlists import WATCHLIST_KEYS, load_watchlists
+
+__all__ = [
+    "CHANNEL_COMMON",
+    "CHANNEL_TYPES",
+    "SCHEMA",
+    "WATCHLIST_KEYS",
+    "Config",
+    "load_config",
+    "load_watchlists",
+    "parse_backfill",
+    "parse_delivery",
+    "parse_duration",
+    "parse_size",
+]
 
 DEFAULT_LOCATIONS = ("./watchdesk.toml", "/etc/watchdesk/watchdesk.toml")
 
-_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_UNITS = (604800, 86400, 3600, 60, 1)
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "b": 1,
-    "kb": 1000,
-    "kib": 1024,
-    "mb": 10**6,
-    "mib": 2**20,
-    "gb": 10**9,
-    "gib": 2**30,
-}
-_DAILY = re.compile(r"^daily ([01]\d|2[0-3]):([0-5]\d)$")
 FETCH_ARTICLE = ("auto", "always", "never")
-
-
-def parse_duration(text: str) -> float:
-    """'90s', '15m', '1h30m', '2d' -> seconds. Raises ValueError naming the accepted forms."""
-    m = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if not m or not any(m.groups()):
-        raise ValueError(f"{text!r} is not a duration (write e.g. '90s', '15m', '1h', '1h30m', '2d')")
-    return float(sum(int(g or 0) * unit for g, unit in zip(m.groups(), _UNITS, strict=True)))
-
-
-def parse_backfill(text: str) -> float | None:
-    """'24h' -> seconds; 'none' -> 0 (alert nothing on a first poll); 'all' -> None."""
-    if text == "all":
-        return None
-    if text == "none":
-        return 0.0
-    try:
-        return parse_duration(text)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not a backfill: write a duration like '24h', 'none' or 'all'"
-        ) from None
-
-
-def parse_size(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    m = _SIZE.match(value.strip()) if isinstance(value, str) else None
-    if not m:
-        raise ValueError(f"{value!r} is not a size (write e.g. 10485760, '10MiB', '500KB')")
-    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
-
-
-def parse_delivery(text: str) -> str:
-    if text in ("immediate", "hourly") or _DAILY.match(text):
-        return text
-    raise ValueError(f"{text!r} is not a delivery: write 'immediate', 'hourly' or 'daily HH:MM'")
-
-
-# ---- the schema: every key the contract accepts, with its checker -------------------
-
-Check = Callable[[Any], Any]
-
-
-def _str(v: Any) -> str:
-    if not isinstance(v, str):
-        raise ValueError(f"expected a string, got {type(v).__name__}")
-    return v
-
-
-def _nonempty_str(v: Any) -> str:
-    if not _str(v).strip():
-        raise ValueError("must not be empty")
-    return str(v)
-
-
-def _bool(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError(f"expected true or false, got {type(v).__name__}")
-    return v
-
-
-def _int(low: int) -> Check:
-    def check(v: Any) -> int:
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ValueError(f"expected a whole number >= {low}, got {v!r}")
-        return v
-
-    return check
-
-
-def _str_list(v: Any) -> tuple[str, ...]:
-    if isinstance(v, str):
-        v = [v]
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise ValueError("expected a list of strings")
-    return tuple(v)
-
-
-def _cidr_list(v: Any) -> tuple[str, ...]:
-    items = _str_list(v)
-    for item in items:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ValueError(f"{item!r} is not a CIDR range (write e.g. '10.1.2.0/24')") from None
-    return items
-
-
-def _one_of(*choices: str) -> Check:
-    def check(v: Any) -> str:
-        if v not in choices:
-            raise ValueError(f"{v!r} is not one of {', '.join(map(repr, choices))}")
-        return str(v)
-
-    return check
-
-
-def _via(fn: Callable[[str], Any]) -> Check:
-    return lambda v: fn(_str(v))
-
-
-def _secret(v: Any) -> str:
-    ref = _str(v)
-    if not secrets.is_reference(ref):
-        raise ValueError(
-            "secrets are never written inline: use 'env:NAME' or 'credential:NAME' "
-            "(a file in $CREDENTIALS_DIRECTORY)"
-        )
-    return ref
-
-
-def _url(*schemes: str) -> Check:
-    def check(v: Any) -> str:
-        url = _str(v)
-        if not any(url.startswith(s + "://") for s in schemes):
-            raise ValueError(f"{url!r} must start with {' or '.join(s + '://' for s in schemes)}")
-        return url
-
-    return check
-
-
-def _timezone(v: Any) -> str:
-    name = _nonempty_str(v)
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"{name!r} is not a time zone (write e.g. 'UTC', 'Europe/Berlin', 'America/Chicago')"
-        ) from None
-    return name
 
 
 SCHEMA: dict[str, dict[str, Check]] = {
@@ -233,16 +118,6 @@ CHANNEL_REQUIRED = {
     "slack": ("webhook",),
     "webhook": ("url",),
     "apprise": ("urls",),
-}
-WATCHLIST_KEYS: dict[str, Check] = {
-    "description": _str,
-    "match": _str_list,
-    "exclude": _str_list,
-    "notify": _str_list,
-    "feeds": _str_list,
-    "delivery": _via(parse_delivery),
-    "case_sensitive_terms": _str_list,
-    "enabled": _bool,
 }
 
 
@@ -311,62 +186,6 @@ class Config:
 # ---- loading --------------------------------------------------------------------------
 
 
-class _Collector:
-    def __init__(self, file: Path, text: str):
-        self.file = str(file)
-        self.lines = locate(text)
-        self.problems: list[Problem] = []
-
-    def line(self, *path: object) -> int | None:
-        for n in range(len(path), 0, -1):
-            if path[:n] in self.lines:
-                return self.lines[path[:n]]
-        return None
-
-    def add(self, path: tuple[object, ...], message: str, column: int | None = None) -> None:
-        self.problems.append(Problem(self.file, self.line(*path), message, column))
-
-
-def _read_toml(path: Path, problems: list[Problem]) -> tuple[dict[str, Any], str] | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        problems.append(Problem(str(path), None, f"cannot read: {e}"))
-        return None
-    try:
-        return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError as e:
-        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
-        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
-        line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
-        if "at end of document" in str(e):
-            msg = msg.replace(" (at end of document)", "") + " (at end of file)"
-            line = max(1, len(text.splitlines()))
-        problems.append(Problem(str(path), line, f"not valid TOML: {msg}", col))
-        return None
-
-
-def _check_table(
-    c: _Collector, data: Any, schema: dict[str, Check], path: tuple[object, ...], what: str
-) -> dict[str, Any]:
-    """Validate one table against its schema; return the converted values present."""
-    if not isinstance(data, dict):
-        c.add(path, f"[{what}] must be a table")
-        return {}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        check = schema.get(key)
-        if check is None:
-            known = ", ".join(sorted(schema)) or "none"
-            c.add((*path, key), f"unknown key {key!r} in [{what}] (known keys: {known})")
-            continue
-        try:
-            out[key] = check(value)
-        except ValueError as e:
-            c.add((*path, key), f"{what}.{key}: {e}")
-    return out
-
-
 def find_config(explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
@@ -385,21 +204,21 @@ def find_config(explicit: str | None) -> Path:
 def load_config(path: Path, *, check_secrets: bool = True) -> Config:
     """Read the main file and every watchlist; raise ConfigError listing every problem."""
     problems: list[Problem] = []
-    read = _read_toml(path, problems)
+    read = read_toml(path, problems)
     if read is None:
         raise ConfigError(problems)
     data, text = read
-    c = _Collector(path, text)
+    c = Collector(path, text)
     base = path.resolve().parent
 
     for key in data:
         if key not in (*SCHEMA, "channel") or key == "feed" and not isinstance(data[key], list):
             c.add((key,), f"unknown table [{key}] (known: watchdesk, polling, network, feed, channel)")
-    top = _check_table(c, data.get("watchdesk", {}), SCHEMA["watchdesk"], ("watchdesk",), "watchdesk")
+    top = check_table(c, data.get("watchdesk", {}), SCHEMA["watchdesk"], ("watchdesk",), "watchdesk")
     polling = PollingConfig(
-        **_check_table(c, data.get("polling", {}), SCHEMA["polling"], ("polling",), "polling")
+        **check_table(c, data.get("polling", {}), SCHEMA["polling"], ("polling",), "polling")
     )
-    net = _check_table(c, data.get("network", {}), SCHEMA["network"], ("network",), "network")
+    net = check_table(c, data.get("network", {}), SCHEMA["network"], ("network",), "network")
     network = NetworkConfig(**net)
 
     feeds = _load_feeds(c, data.get("feed", []))
@@ -424,14 +243,14 @@ def load_config(path: Path, *, check_secrets: bool = True) -> Config:
     )
 
 
-def _load_feeds(c: _Collector, raw: Any) -> list[FeedConfig]:
+def _load_feeds(c: Collector, raw: Any) -> list[FeedConfig]:
     if not isinstance(raw, list):
         return []
     feeds: list[FeedConfig] = []
     seen_urls: dict[str, int] = {}
     seen_names: set[str] = set()
     for i, item in enumerate(raw):
-        values = _check_table(c, item, SCHEMA["feed"], ("feed", i), "feed")
+        values = check_table(c, item, SCHEMA["feed"], ("feed", i), "feed")
         if "url" not in values:
             if isinstance(item, dict) and "url" not in item:
                 c.add(("feed", i), "[[feed]] needs a url")
@@ -461,7 +280,7 @@ def _load_feeds(c: _Collector, raw: Any) -> list[FeedConfig]:
     return feeds
 
 
-def _load_channels(c: _Collector, raw: Any, check_secrets: bool) -> dict[str, ChannelConfig]:
+def _load_channels(c: Collector, raw: Any, check_secrets: bool) -> dict[str, ChannelConfig]:
     channels: dict[str, ChannelConfig] = {"console": ChannelConfig("console", "console")}
     if not isinstance(raw, dict):
         c.add(("channel",), "[channel] must hold named tables like [channel.desk]")
@@ -476,7 +295,7 @@ def _load_channels(c: _Collector, raw: Any, check_secrets: bool) -> dict[str, Ch
             c.add((*path, "type"), f"channel {name!r} needs type = one of {', '.join(CHANNEL_TYPES)}")
             continue
         schema = {**CHANNEL_COMMON, **CHANNEL_TYPES[ctype]}
-        values = _check_table(c, table, schema, path, f"channel.{name}")
+        values = check_table(c, table, schema, path, f"channel.{name}")
         for key in CHANNEL_REQUIRED.get(ctype, ()):
             if key not in table:
                 c.add(path, f"channel {name!r} (type {ctype}) needs {key!r}")
@@ -497,71 +316,3 @@ def _load_channels(c: _Collector, raw: Any, check_secrets: bool) -> dict[str, Ch
         options = {k: v for k, v in values.items() if k not in CHANNEL_COMMON}
         channels[name] = ChannelConfig(name, ctype, options, values.get("max_per_hour"))
     return channels
-
-
-def load_watchlists(
-    folder: Path,
-    channels: dict[str, ChannelConfig],
-    feeds: list[FeedConfig] | tuple[FeedConfig, ...],
-) -> tuple[list[Watchlist], list[Problem]]:
-    """Every *.toml in `folder` is one watchlist named after its file."""
-    problems: list[Problem] = []
-    if not folder.is_dir():
-        return [], [Problem(str(folder), None, "watchlists folder does not exist")]
-    scopes = {f.name for f in feeds} | {t for f in feeds for t in f.tags}
-    watchlists = []
-    for file in sorted(folder.glob("*.toml")):
-        read = _read_toml(file, problems)
-        if read is None:
-            continue
-        data, text = read
-        c = _Collector(file, text)
-        values = _check_table(c, data, WATCHLIST_KEYS, (), "watchlist")
-        if "match" not in data:
-            c.add((), "a watchlist needs match = [...] (one query per string)")
-        elif "match" in values and not values["match"]:
-            c.add(("match",), "match is empty: add at least one query")
-        sensitive = values.get("case_sensitive_terms", ())
-        for key in ("match", "exclude"):
-            for i, q in enumerate(values.get(key, ())):
-                problem = _query_problem(q, sensitive)
-                if problem:
-                    message, column = problem
-                    c.add((key, i), f"{key} query {q!r}, column {column}: {message}")
-        for i, chan in enumerate(values.get("notify", ())):
-            if chan not in channels:
-                known = ", ".join(sorted(channels))
-                c.add(("notify", i), f"notify names unknown channel {chan!r} (defined: {known})")
-        for i, scope in enumerate(values.get("feeds", ())):
-            if scope not in scopes:
-                c.add(("feeds", i), f"feeds names {scope!r}, which is no feed name or tag")
-        problems.extend(c.problems)
-        if c.problems or not values.get("enabled", True):
-            continue
-        watchlists.append(
-            Watchlist(
-                name=file.stem,
-                match=values["match"],
-                exclude=values.get("exclude", ()),
-                notify=values.get("notify", ("console",)),
-                description=values.get("description", ""),
-                feeds=values.get("feeds", ()),
-                delivery=values.get("delivery", "immediate"),
-                case_sensitive_terms=sensitive,
-                source=str(file),
-                lines=tuple(c.line("match", i) or 0 for i in range(len(values["match"]))),
-            )
-        )
-    return watchlists, problems
-
-
-def _query_problem(query: str, case_sensitive: tuple[str, ...]) -> tuple[str, int] | None:
-    try:
-        from .query import parse_query
-    except ImportError:  # the query language lands with its own module
-        return None
-    try:
-        parse_query(query, case_sensitive_terms=case_sensitive)
-    except QuerySyntaxError as e:
-        return (e.message + (f"; {e.hint}" if e.hint else ""), e.column)
-    return None

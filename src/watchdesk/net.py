@@ -9,6 +9,7 @@ hop is checked, and concurrency bounded globally and per host.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import time
@@ -25,7 +26,9 @@ from .guard import AddressPolicy, AddressRefused, guarded_transport
 log = logging.getLogger(__name__)
 
 DEFAULT_USER_AGENT = f"watchdesk/{__version__} (+https://github.com/watchdesk/watchdesk; feed watcher)"
-CONNECTIONS_PER_CLIENT = 10  # several small clients beat one big one (encode/httpx#3215)
+# Several small clients beat one big one (encode/httpx#3215), and small pools beat big
+# ones: httpcore polls every idle pooled connection on each request (encode/httpcore#928).
+CONNECTIONS_PER_CLIENT = 5
 _CHUNK = 64 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
 
@@ -76,6 +79,7 @@ class HttpPool:
         # Clients (their pooled connections) and semaphores belong to one event loop.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: list[httpx.AsyncClient] = []
+        self._client_gates: list[asyncio.Semaphore] = []
         self._global = asyncio.Semaphore(concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
@@ -104,6 +108,9 @@ class HttpPool:
         ]
         self._global = asyncio.Semaphore(self._concurrency)
         self._hosts = {}
+        # At most as many requests per client as it has connections: more would queue inside
+        # httpcore, which rescans its waiting requests x connections on every change.
+        self._client_gates = [asyncio.Semaphore(CONNECTIONS_PER_CLIENT) for _ in self._clients]
 
     def _client(self, host: str) -> httpx.AsyncClient:
         return self._clients[hash(host) % len(self._clients)]
@@ -138,7 +145,8 @@ class HttpPool:
             host = urlsplit(url).hostname or ""
             # Host gate first: a request waiting for its host's turn holds no global slot,
             # so one busy host cannot starve the others.
-            async with self._host_gate(host), self._global:
+            shard = hash(host) % len(self._clients)
+            async with self._host_gate(host), self._client_gates[shard], self._global:
                 if deadline is None:
                     deadline = loop.time() + limits.timeout
                 try:
@@ -161,6 +169,8 @@ class HttpPool:
             async with client.stream("GET", url, headers=dict(headers)) as resp:
                 resp_headers = {k.lower(): v for k, v in resp.headers.items()}
                 if resp.status_code != 200:
+                    with contextlib.suppress(RequestFailed):  # read the (small) rest: keep-alive
+                        await read_bounded(resp, _CHUNK)
                     return resp.status_code, resp_headers, b""
                 declared = resp_headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > limits.max_bytes:

@@ -202,35 +202,42 @@ def _alert_after(
 
 
 def _enqueue(
-    ctx: PollContext,
-    feed_key: str,
-    entry: ParsedEntry,
-    article: Article,
-    hit: Hit,
-    hit_id: int,
-    now: float,
+    ctx: PollContext, feed_key: str, entry: ParsedEntry, article: Article, hit: Hit, hit_id: int, now: float
 ) -> int:
     watchlist = ctx.watchlists.get(hit.watchlist)
     if watchlist is None:
         return 0
-    story = canonical_url(entry.link) if entry.link else f"{feed_key}#{entry.key}"
+    story = story_key(entry.link, feed_key, entry.key)
+    return queue_alerts(ctx.db, watchlist, story, article, hit, hit_id, now, ctx.tz)
+
+
+def story_key(link: str | None, feed_key: str, entry_key: str) -> str:
+    """A story's identity across feeds: its canonical URL, else the feed's own entry key."""
+    return canonical_url(link) if link else f"{feed_key}#{entry_key}"
+
+
+def queue_alerts(
+    db: sqlite_utils.Database,
+    watchlist: Watchlist,
+    story: str,
+    article: Article,
+    hit: Hit,
+    hit_id: int,
+    now: float,
+    tz: ZoneInfo,
+) -> int:
+    """One outbox row per channel of the watchlist (a digest item when it has a digest);
+    a story already queued for a watchlist and channel is not queued again."""
     alert = build_alert(article, hit, story_key=story)
     digest_at = digest_title = None
     if watchlist.delivery != "immediate":
-        digest_at = digest.window_end(watchlist.delivery, now, ctx.tz)
-        digest_title = digest.title(watchlist.delivery, digest_at, ctx.tz)
+        digest_at = digest.window_end(watchlist.delivery, now, tz)
+        digest_title = digest.title(watchlist.delivery, digest_at, tz)
     queued = 0
     for channel in watchlist.notify:
         key = idempotency_key(story, hit.watchlist, channel)
         queued += outbox_store.enqueue(
-            ctx.db,
-            key,
-            channel,
-            alert,
-            hit_id=hit_id,
-            now=now,
-            digest_at=digest_at,
-            digest_title=digest_title,
+            db, key, channel, alert, hit_id=hit_id, now=now, digest_at=digest_at, digest_title=digest_title
         )
     return queued
 
@@ -292,8 +299,15 @@ def _failed(
 
 
 def _save(db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any], health: Health) -> None:
-    with db.atomic():
-        _update(db, feed_id, changes, health)
+    """Commit a feed-state-only change (no entries, no alerts) without waiting for fsync:
+    WAL with synchronous=NORMAL keeps the database consistent, and at worst a power cut
+    forgets this poll and the feed is polled again. Alert state always commits with FULL."""
+    db.execute("PRAGMA synchronous=NORMAL")
+    try:
+        with db.atomic():
+            _update(db, feed_id, changes, health)
+    finally:
+        db.execute("PRAGMA synchronous=FULL")
 
 
 def _update(db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any], health: Health) -> None:

@@ -111,6 +111,20 @@ def _digests(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0004_archive_search")
+def _archive_search(db: sqlite_utils.Database) -> None:
+    from ..narrow import fts_tokens  # the matcher's tokeniser: index and queries agree
+
+    db.execute(
+        "CREATE VIRTUAL TABLE entries_fts USING fts5(tokens, content='', tokenize='unicode61 remove_diacritics 0')"
+    )
+    rows = db.execute("SELECT id, title, text FROM entries").fetchall()
+    db.conn.executemany(
+        "INSERT INTO entries_fts (rowid, tokens) VALUES (?, ?)",
+        ((entry_id, fts_tokens(title, text)) for entry_id, title, text in rows),
+    )
+
+
 def open_db(path: Path | str) -> sqlite_utils.Database:
     """Open (creating if needed) and migrate the database at `path`."""
     try:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlite_utils
 
 from ..models import Article, ParsedEntry
+from ..narrow import fts_tokens
 from ..urls import canonical_url
 
 
@@ -56,7 +60,52 @@ def insert_entry(
         ],
     )
     assert cursor.lastrowid is not None
+    db.execute(
+        "INSERT INTO entries_fts (rowid, tokens) VALUES (?, ?)",
+        [cursor.lastrowid, fts_tokens(article.title, article.text)],
+    )
     return cursor.lastrowid
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    id: int
+    feed_url: str  # the feed's config URL
+    feed_name: str
+    key: str
+    link: str | None
+    article: Article
+
+
+def stored_entries(
+    db: sqlite_utils.Database, *, fts: str | None = None, since: float | None = None, batch: int = 500
+) -> Iterator[StoredEntry]:
+    """Stored entries, newest first: all of them, or those whose tokens satisfy `fts`."""
+    where = ["1 = 1"]
+    params: list[Any] = []
+    if fts is not None:
+        where.append("e.id IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)")
+        params.append(fts)
+    if since is not None:
+        where.append("e.seen_at >= ?")
+        params.append(since)
+    cursor = db.execute(
+        "SELECT e.id, f.config_url, f.name, e.key, e.link, e.title, e.text, e.text_source, e.published "
+        "FROM entries e JOIN feeds f ON f.id = e.feed_id "
+        f"WHERE {' AND '.join(where)} ORDER BY e.seen_at DESC, e.id DESC",
+        params,
+    )
+    while rows := cursor.fetchmany(batch):
+        for entry_id, feed_url, feed_name, key, link, title, text, source, published in rows:
+            when = datetime.fromtimestamp(published, UTC) if published is not None else None
+            article = Article(title, text, url=link, outlet=feed_name, published=when, text_source=source)
+            yield StoredEntry(entry_id, feed_url, feed_name, key, link, article)
+
+
+def count_entries(db: sqlite_utils.Database, *, since: float | None = None) -> int:
+    if since is None:
+        return int(db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+    return int(db.execute("SELECT COUNT(*) FROM entries WHERE seen_at >= ?", [since]).fetchone()[0])
 
 
 def stored_page_text(db: sqlite_utils.Database, link: str) -> Article | None:

@@ -1,0 +1,221 @@
+"""Checking TOML files: read with positions, and validate values, collecting problems.
+
+Every checker raises ValueError with a message fit for `file:line: message`; the
+_Collector turns them into Problems carrying the line of the offending key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit  # noqa: F401  (re-exported for config)
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from . import secrets
+from .errors import Problem
+from .tomllines import locate
+
+_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNITS = (604800, 86400, 3600, 60, 1)
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 10**6,
+    "mib": 2**20,
+    "gb": 10**9,
+    "gib": 2**30,
+}
+_DAILY = re.compile(r"^daily ([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '1h30m', '2d' -> seconds. Raises ValueError naming the accepted forms."""
+    m = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not m or not any(m.groups()):
+        raise ValueError(f"{text!r} is not a duration (write e.g. '90s', '15m', '1h', '1h30m', '2d')")
+    return float(sum(int(g or 0) * unit for g, unit in zip(m.groups(), _UNITS, strict=True)))
+
+
+def parse_backfill(text: str) -> float | None:
+    """'24h' -> seconds; 'none' -> 0 (alert nothing on a first poll); 'all' -> None."""
+    if text == "all":
+        return None
+    if text == "none":
+        return 0.0
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a backfill: write a duration like '24h', 'none' or 'all'"
+        ) from None
+
+
+def parse_size(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = _SIZE.match(value.strip()) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f"{value!r} is not a size (write e.g. 10485760, '10MiB', '500KB')")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+
+
+def parse_delivery(text: str) -> str:
+    if text in ("immediate", "hourly") or _DAILY.match(text):
+        return text
+    raise ValueError(f"{text!r} is not a delivery: write 'immediate', 'hourly' or 'daily HH:MM'")
+
+
+# ---- the schema: every key the contract accepts, with its checker -------------------
+
+Check = Callable[[Any], Any]
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"expected a string, got {type(v).__name__}")
+    return v
+
+
+def _nonempty_str(v: Any) -> str:
+    if not _str(v).strip():
+        raise ValueError("must not be empty")
+    return str(v)
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {type(v).__name__}")
+    return v
+
+
+def _int(low: int) -> Check:
+    def check(v: Any) -> int:
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"expected a whole number >= {low}, got {v!r}")
+        return v
+
+    return check
+
+
+def _str_list(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError("expected a list of strings")
+    return tuple(v)
+
+
+def _cidr_list(v: Any) -> tuple[str, ...]:
+    items = _str_list(v)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a CIDR range (write e.g. '10.1.2.0/24')") from None
+    return items
+
+
+def _one_of(*choices: str) -> Check:
+    def check(v: Any) -> str:
+        if v not in choices:
+            raise ValueError(f"{v!r} is not one of {', '.join(map(repr, choices))}")
+        return str(v)
+
+    return check
+
+
+def _via(fn: Callable[[str], Any]) -> Check:
+    return lambda v: fn(_str(v))
+
+
+def _secret(v: Any) -> str:
+    ref = _str(v)
+    if not secrets.is_reference(ref):
+        raise ValueError(
+            "secrets are never written inline: use 'env:NAME' or 'credential:NAME' "
+            "(a file in $CREDENTIALS_DIRECTORY)"
+        )
+    return ref
+
+
+def _url(*schemes: str) -> Check:
+    def check(v: Any) -> str:
+        url = _str(v)
+        if not any(url.startswith(s + "://") for s in schemes):
+            raise ValueError(f"{url!r} must start with {' or '.join(s + '://' for s in schemes)}")
+        return url
+
+    return check
+
+
+def _timezone(v: Any) -> str:
+    name = _nonempty_str(v)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name!r} is not a time zone (write e.g. 'UTC', 'Europe/Berlin', 'America/Chicago')"
+        ) from None
+    return name
+
+
+class Collector:
+    def __init__(self, file: Path, text: str):
+        self.file = str(file)
+        self.lines = locate(text)
+        self.problems: list[Problem] = []
+
+    def line(self, *path: object) -> int | None:
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.lines:
+                return self.lines[path[:n]]
+        return None
+
+    def add(self, path: tuple[object, ...], message: str, column: int | None = None) -> None:
+        self.problems.append(Problem(self.file, self.line(*path), message, column))
+
+
+def read_toml(path: Path, problems: list[Problem]) -> tuple[dict[str, Any], str] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(Problem(str(path), None, f"cannot read: {e}"))
+        return None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(e))
+        line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
+        if "at end of document" in str(e):
+            msg = msg.replace(" (at end of document)", "") + " (at end of file)"
+            line = max(1, len(text.splitlines()))
+        problems.append(Problem(str(path), line, f"not valid TOML: {msg}", col))
+        return None
+
+
+def check_table(
+    c: Collector, data: Any, schema: dict[str, Check], path: tuple[object, ...], what: str
+) -> dict[str, Any]:
+    """Validate one table against its schema; return the converted values present."""
+    if not isinstance(data, dict):
+        c.add(path, f"[{what}] must be a table")
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        check = schema.get(key)
+        if check is None:
+            known = ", ".join(sorted(schema)) or "none"
+            c.add((*path, key), f"unknown key {key!r} in [{what}] (known keys: {known})")
+            continue
+        try:
+            out[key] = check(value)
+        except ValueError as e:
+            c.add((*path, key), f"{what}.{key}: {e}")
+    return out
