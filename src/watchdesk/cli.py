@@ -4,59 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import sys
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
 
 from . import __version__
-from .config import Config, find_config, load_config, parse_duration
-from .errors import ConfigError, WatchdeskError
-from .sanitize import for_terminal, one_line
+from .cli_common import load, since_option, when
+from .cli_tools import COMMANDS
+from .errors import WatchdeskError
+from .sanitize import one_line
 from .store import feeds as feed_store
 from .store import hits as hit_store
 from .store import open_db
 from .store import outbox as outbox_store
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(stream=sys.stderr, level=level.upper(), format=LOG_FORMAT, force=True)
-    # httpx logs full URLs at INFO, and a webhook URL is a secret.
-    for name in ("httpx", "httpcore", "apscheduler"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _load(ctx: click.Context, *, check_secrets: bool = True) -> Config:
-    try:
-        config = load_config(find_config(ctx.obj["config"]), check_secrets=check_secrets)
-    except ConfigError as e:
-        for problem in e.problems:
-            click.echo(str(problem), err=True)
-        ctx.exit(2)
-    setup_logging(ctx.obj["log_level"] or config.log_level)
-    return config
-
-
-def _since(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return time.time() - parse_duration(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @click.group()
@@ -85,7 +47,7 @@ def run(ctx: click.Context) -> None:
     """Run the daemon in the foreground (what systemd starts)."""
     from .daemon import run_daemon
 
-    config = _load(ctx)
+    config = load(ctx)
     try:
         asyncio.run(run_daemon(config))
     except WatchdeskError as e:
@@ -100,7 +62,7 @@ def poll(ctx: click.Context, once: bool) -> None:
     """Poll every feed now, match, store, deliver; print a summary; exit."""
     from .runtime import Runtime
 
-    config = _load(ctx)
+    config = load(ctx)
 
     async def go() -> tuple[Any, Any]:
         rt = Runtime(config)
@@ -131,7 +93,7 @@ def poll(ctx: click.Context, once: bool) -> None:
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Validate the config and every watchlist; exit 2 on any problem."""
-    config = _load(ctx)
+    config = load(ctx)
     click.echo(f"{config.path}: ok")
     click.echo(f"  database   {config.database}")
     click.echo(f"  feeds      {len(config.feeds)}")
@@ -146,7 +108,7 @@ def check(ctx: click.Context) -> None:
 @click.pass_context
 def feeds(ctx: click.Context, as_json: bool) -> None:
     """Feeds with their health: status, last poll, consecutive errors, next check."""
-    config = _load(ctx, check_secrets=False)
+    config = load(ctx, check_secrets=False)
     db = open_db(config.database)
     feed_store.sync_feeds(db, [(f.url, f.name) for f in config.feeds if f.enabled], time.time())
     rows = feed_store.all_feeds(db)
@@ -156,9 +118,9 @@ def feeds(ctx: click.Context, as_json: bool) -> None:
         return
     click.echo(f"{'feed':30} {'status':7} {'last poll':19} {'errors':>6} {'next check':19} last error")
     for row in rows:
-        next_check = "never (410 Gone)" if row.next_check_at is None else _when(row.next_check_at)
+        next_check = "never (410 Gone)" if row.next_check_at is None else when(row.next_check_at)
         click.echo(
-            f"{one_line(row.name)[:30]:30} {row.status:7} {_when(row.last_polled_at):19} "
+            f"{one_line(row.name)[:30]:30} {row.status:7} {when(row.last_polled_at):19} "
             f"{row.consecutive_errors:>6} {next_check:19} {one_line(row.last_error or row.malformed or '')[:80]}"
         )
 
@@ -171,15 +133,15 @@ def feeds(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def hits(ctx: click.Context, watchlist: str | None, since: str | None, limit: int, as_json: bool) -> None:
     """Stored hits, newest first."""
-    config = _load(ctx, check_secrets=False)
+    config = load(ctx, check_secrets=False)
     rows = hit_store.list_hits(
-        open_db(config.database), watchlist=watchlist, since=_since(since), limit=limit
+        open_db(config.database), watchlist=watchlist, since=since_option(since), limit=limit
     )
     for row in rows:
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
             continue
-        click.echo(f"{_when(row['created_at'])}  {row['watchlist']}  {one_line(row['title'])}")
+        click.echo(f"{when(row['created_at'])}  {row['watchlist']}  {one_line(row['title'])}")
         click.echo(
             f"    {one_line(row['feed'])} | {one_line(row['link'] or '')} | matched {', '.join(row['terms'])}"
         )
@@ -196,7 +158,7 @@ def outbox(ctx: click.Context, status: str | None, limit: int) -> None:
     """Deliveries: pending, sent and dead. `outbox retry` sends dead ones again."""
     if ctx.invoked_subcommand:
         return
-    config = _load(ctx, check_secrets=False)
+    config = load(ctx, check_secrets=False)
     db = open_db(config.database)
     counts = outbox_store.counts(db)
     click.echo("  ".join(f"{s}: {counts.get(s, 0)}" for s in ("pending", "sent", "dead")))
@@ -216,7 +178,7 @@ def outbox_retry(ctx: click.Context, row_id: int | None, all_dead: bool) -> None
     """Put a dead delivery (ID) or every dead one (--all-dead) back in the queue."""
     if (row_id is None) == (not all_dead):
         raise click.UsageError("give one outbox ID or --all-dead")
-    config = _load(ctx, check_secrets=False)
+    config = load(ctx, check_secrets=False)
     n = outbox_store.retry(open_db(config.database), time.time(), row_id=row_id)
     if row_id is not None and n == 0:
         click.echo(f"outbox row {row_id} is not dead (see `watchdesk outbox --status dead`)", err=True)
@@ -224,97 +186,5 @@ def outbox_retry(ctx: click.Context, row_id: int | None, all_dead: bool) -> None
     click.echo(f"{n} deliveries queued again")
 
 
-@main.command()
-@click.argument("source")
-@click.option("--json", "as_json", is_flag=True, help="Text and metadata as one JSON object.")
-@click.pass_context
-def extract(ctx: click.Context, source: str, as_json: bool) -> None:
-    """Show the text (and metadata) the extractor gets from a page: a FILE or an http(s) URL.
-
-    A URL is fetched exactly as the daemon fetches article pages: the network guard,
-    robots.txt, the deadline and the byte cap of the config (or the defaults).
-    """
-    from .extract import extract_page
-    from .tools import fetch_page_once
-
-    if source.startswith(("http://", "https://")):
-        config = _load(ctx, check_secrets=False) if _has_config(ctx) else None
-        page = asyncio.run(fetch_page_once(source, config))
-        if page.body is None:
-            click.echo(f"watchdesk: {source}: {page.reason}", err=True)
-            ctx.exit(1)
-        body, url = page.body, page.url
-    else:
-        try:
-            body, url = Path(source).read_bytes(), None
-        except OSError as e:
-            click.echo(f"watchdesk: cannot read {source}: {e.strerror}", err=True)
-            ctx.exit(1)
-    result = extract_page(body, url)
-    if as_json:
-        click.echo(json.dumps(asdict(result), ensure_ascii=False))
-        return
-    for label, value in (("title", result.title), ("date", result.date), ("language", result.language)):
-        click.echo(f"{label}: {one_line(value or '-')}")
-    if result.truncated:
-        click.echo("note: the page was over the size cap and was cut before extraction")
-    if not result.text:
-        click.echo(f"no text: {result.reason}", err=True)
-        ctx.exit(1)
-    click.echo("")
-    click.echo(for_terminal(result.text))
-
-
-def _has_config(ctx: click.Context) -> bool:
-    try:
-        find_config(ctx.obj["config"])
-    except ConfigError:
-        return False
-    return True
-
-
-@main.command("notify-test")
-@click.argument("channel")
-@click.pass_context
-def notify_test(ctx: click.Context, channel: str) -> None:
-    """Send a clearly marked test alert through CHANNEL and report the result."""
-    from .models import Alert
-    from .notify import ChannelNotAvailable, build_channel
-
-    config = _load(ctx)
-    if channel not in config.channels:
-        click.echo(
-            f"watchdesk: no channel {channel!r} (defined: {', '.join(sorted(config.channels))})", err=True
-        )
-        ctx.exit(2)
-    now = datetime.now(UTC)
-    alert = Alert(
-        watchlist="notify-test",
-        title=f"watchdesk test alert for channel {channel}",
-        link=None,
-        outlet="watchdesk",
-        published=now,
-        terms=("test",),
-        snippet="This is a test alert sent by `watchdesk notify-test`. If you can read it, the channel works.",
-        snippet_marks=((10, 14),),
-        story_key=f"notify-test:{channel}",
-        test=True,
-    )
-
-    async def send() -> tuple[bool, str]:
-        try:
-            target = build_channel(config.channels[channel])
-        except ChannelNotAvailable as e:
-            return False, str(e)
-        try:
-            result = await target.send(alert, key=f"test:{channel}:{now.timestamp():.0f}")
-        finally:
-            await target.aclose()
-        kind = " (permanent: retrying will not help)" if result.permanent else ""
-        return result.ok, result.message + kind
-
-    ok, message = asyncio.run(send())
-    if not ok:
-        click.echo(f"{channel}: failed: {one_line(message)}", err=True)
-        ctx.exit(1)
-    click.echo(f"{channel}: test alert sent")
+for _command in COMMANDS:
+    main.add_command(_command)

@@ -92,8 +92,10 @@ def rematch(
     now: float,
     progress: Callable[[int], None] = lambda n: None,
 ) -> RematchSummary:
-    """Apply a watchlist to stored entries: store new hits; queue alerts only with
-    `notify`, and never for a story this watchlist already alerted on a channel."""
+    """Apply a watchlist to stored entries and store new hits. With `notify`, queue alerts
+    for its hits that were never alerted (new ones, or ones stored by an earlier rematch
+    or outside a first poll's backfill window); never for a story this watchlist already
+    alerted on a channel (the outbox key is the story's)."""
     matcher = compile_matcher([watchlist])
     tags = {f.url: f.tags for f in config.feeds}
     summary = RematchSummary()
@@ -109,8 +111,12 @@ def rematch(
                 hit_id = hit_store.insert_hit(db, stored.id, hit, alerted=notify, now=now)
                 if hit_id is None:
                     summary.already += 1
-                    continue
-                summary.hits += 1
+                    hit_id = hit_store.unalerted_hit(db, stored.id, watchlist.name) if notify else None
+                    if hit_id is None:
+                        continue
+                    hit_store.mark_alerted(db, hit_id)
+                else:
+                    summary.hits += 1
                 if notify:
                     story = story_key(stored.link, stored.feed_url, stored.key)
                     summary.alerts_queued += queue_alerts(

@@ -33,6 +33,18 @@ def insert_hit(
     return cursor.lastrowid if cursor.rowcount else None
 
 
+def unalerted_hit(db: sqlite_utils.Database, entry_id: int, watchlist: str) -> int | None:
+    """The id of this entry's hit for this watchlist if it was stored but never alerted."""
+    row = db.execute(
+        "SELECT id FROM hits WHERE entry_id = ? AND watchlist = ? AND alerted = 0", [entry_id, watchlist]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def mark_alerted(db: sqlite_utils.Database, hit_id: int) -> None:
+    db.execute("UPDATE hits SET alerted = 1 WHERE id = ?", [hit_id])
+
+
 def list_hits(
     db: sqlite_utils.Database,
     *,

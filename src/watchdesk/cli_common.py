@@ -1,0 +1,61 @@
+"""What the command-line modules share: loading the config, logging, parsing options."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+
+import click
+
+from .config import Config, find_config, load_config, parse_duration
+from .errors import ConfigError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stderr, level=level.upper(), format=LOG_FORMAT, force=True)
+    # httpx logs full URLs at INFO, and a webhook URL is a secret.
+    for name in ("httpx", "httpcore", "apscheduler"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def load(ctx: click.Context, *, check_secrets: bool = True) -> Config:
+    try:
+        config = load_config(find_config(ctx.obj["config"]), check_secrets=check_secrets)
+    except ConfigError as e:
+        for problem in e.problems:
+            click.echo(str(problem), err=True)
+        ctx.exit(2)
+    setup_logging(ctx.obj["log_level"] or config.log_level)
+    return config
+
+
+def since_option(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return time.time() - parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def has_config(ctx: click.Context) -> bool:
+    try:
+        find_config(ctx.obj["config"])
+    except ConfigError:
+        return False
+    return True
+
+
+def optional_config(ctx: click.Context) -> Config | None:
+    """The config when one is given or found; tools that work without one take None."""
+    return load(ctx, check_secrets=False) if has_config(ctx) else None

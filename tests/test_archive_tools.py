@@ -1,0 +1,143 @@
+"""try, search and rematch: the query language over one page or the stored archive."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_config
+from seed_fixture import STORY, serve_story
+from server import LocalServer
+
+from watchdesk.narrow import any_of, fts_expression
+from watchdesk.query import parse_query
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watchdesk", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+# ---- try ----------------------------------------------------------------------------
+
+
+def test_try_text_shows_where_and_why() -> None:
+    result = run(
+        "try", '"dark web" NEAR/10 fentanyl', "--text", "Sold on the dark web, the pills held fentanyl."
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'match: query: "dark web" NEAR/10 fentanyl' in result.stdout
+    assert "text 12-20: 'dark web'" in result.stdout
+    assert "text 37-45: 'fentanyl'" in result.stdout
+    assert "[dark web]" in result.stdout and "[fentanyl]" in result.stdout
+
+
+def test_try_no_match_exits_1() -> None:
+    result = run("try", "heroin", "--text", "fentanyl only")
+    assert result.returncode == 1 and result.stdout.startswith("no match")
+
+
+def test_try_bad_query_points_at_the_column() -> None:
+    result = run("try", "fentanyl AND (pills", "--text", "x")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("watchdesk: query, column ")
+    column = int(lines[0].split("column ")[1].split(":")[0])
+    assert lines[2].index("^") == column + 1  # the caret sits under the column
+
+
+def test_try_json() -> None:
+    data = json.loads(run("try", "J-CODE", "--text", "Operation JCODE", "--json").stdout)
+    assert data["matches"] is True
+    assert data["hits"][0]["terms"][0]["text"] == "JCODE"
+
+
+def test_try_a_page_uses_the_extracted_text_only() -> None:
+    page = str(STORY / "article.html")
+    assert run("try", "fentanyl", "--file", page).returncode == 0
+    assert run("try", "heroin OR oxycodone OR xylazine OR naloxone", "--file", page).returncode == 1
+
+
+def test_try_a_configured_watchlist_by_name(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [], {"opioids": "match = ['carfentanil', 'nitazene*']\n"})
+    result = run("--config", str(config), "try", "opioids", "--text", "Nitazenes are spreading.")
+    assert result.returncode == 0 and "match: opioids: nitazene*" in result.stdout
+
+
+# ---- the archive --------------------------------------------------------------------
+
+
+@pytest.fixture
+def archive(tmp_path: Path, server: LocalServer) -> Path:
+    config = write_config(
+        tmp_path,
+        [{"url": serve_story(server), "name": "Metro"}],
+        {"sports": "match = ['Lakers']\n"},
+        polling='backfill = "all"',  # so the story's page is fetched and archived
+    )
+    assert run("--config", str(config), "poll", "--once").returncode == 0
+    return config
+
+
+def test_search_finds_stored_articles(archive: Path) -> None:
+    result = run("--config", str(archive), "search", "fentanyl", "--json")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["title"] for r in rows] == ["Task force shuts down darknet drug market serving the Midwest"]
+    assert rows[0]["feed"] == "Metro"
+    for query in ['"dark web" NEAR/20 pills', "dark-net", "/[Cc]ryptocurrency payments/", "Fentanyl -heroin"]:
+        found = run("--config", str(archive), "search", query, "--json").stdout.splitlines()
+        assert len(found) == 1, query
+    assert run("--config", str(archive), "search", "heroin", "--json").stdout == ""
+    assert run("--config", str(archive), "search", "lakers").stdout.count("Lakers edge Bulls") == 1
+
+
+def test_rematch_stores_then_alerts_once(archive: Path) -> None:
+    (archive.parent / "watchlists" / "opioids.toml").write_text("match = ['fentanyl']\n")
+    first = run("--config", str(archive), "rematch", "opioids", "--since", "30d")
+    assert first.returncode == 0, first.stderr
+    assert "1 new hits" in first.stdout and "0 alerts queued" in first.stdout
+    notified = run("--config", str(archive), "rematch", "opioids", "--notify")
+    assert "1 alerts queued" in notified.stdout, notified.stdout
+    again = run("--config", str(archive), "rematch", "opioids", "--notify")
+    assert "0 new hits" in again.stdout and "0 alerts queued" in again.stdout
+    with sqlite3.connect(archive.parent / "watchdesk.db") as db:
+        sql = "SELECT COUNT(*) FROM outbox o JOIN hits h ON h.id = o.hit_id WHERE h.watchlist = 'opioids'"
+        assert db.execute(sql).fetchone() == (1,)
+        assert db.execute("SELECT COUNT(*) FROM hits WHERE watchlist = 'opioids'").fetchone() == (1,)
+
+
+def test_rematch_unknown_watchlist(archive: Path) -> None:
+    result = run("--config", str(archive), "rematch", "nope")
+    assert result.returncode == 2 and "no watchlist 'nope'" in result.stderr
+
+
+# ---- narrowing is never narrower than the matcher -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("fentanyl", '"fentanyl"'),
+        ("opioid*", '"opioid" *'),
+        ('"dark web"', '"dark web"'),
+        ("J-CODE", '("j code" OR "jcode")'),
+        ("a1 OR b2", '("a1" OR "b2")'),
+        ("fentanyl -patch", '"fentanyl"'),
+        ("/x+y/", None),
+        ("fentanyl OR /x+y/", None),
+        ("title:jcode", '"jcode"'),
+        ("alpha NEAR/3 beta", '("alpha" AND "beta")'),
+    ],
+)
+def test_fts_expression(query: str, expected: str | None) -> None:
+    assert fts_expression(parse_query(query)) == expected
+
+
+def test_any_of_watchlist_queries() -> None:
+    assert any_of(["fentanyl", "carfentanil"]) == '("fentanyl") OR ("carfentanil")'
+    assert any_of(["fentanyl", "/x+/"]) is None
