@@ -15,6 +15,7 @@ import click
 from .cli_common import load, optional_config, since_option
 from .errors import QuerySyntaxError
 from .models import Article, Hit
+from .notify.render import marked
 from .sanitize import for_terminal, one_line
 from .store import open_db
 
@@ -181,17 +182,8 @@ def try_(
         for term in hit.terms:
             found = (article.title if term.field == "title" else article.text)[term.start : term.end]
             click.echo(f"  {term.field} {term.start}-{term.end}: {one_line(found)!r} ({one_line(term.term)})")
-        click.echo(f"  snippet: {one_line(_marked(hit.snippet, hit.snippet_marks))}")
+        click.echo(f"  snippet: {one_line(marked(hit.snippet, hit.snippet_marks, '[', ']'))}")
     ctx.exit(0 if hits else 1)
-
-
-def _marked(snippet: str, marks: tuple[tuple[int, int], ...]) -> str:
-    out, pos = [], 0
-    for start, end in sorted(marks):
-        if start >= pos:
-            out += [snippet[pos:start], "[", snippet[start:end], "]"]
-            pos = end
-    return "".join(out) + snippet[pos:]
 
 
 def _hit_json(hit: Hit, article: Article) -> dict[str, object]:
@@ -279,7 +271,7 @@ def search(ctx: click.Context, query: str, since: str | None, limit: int, as_jso
         published = a.published.strftime("%Y-%m-%d") if a.published else "undated"
         click.echo(f"{published}  {one_line(stored.feed_name)}  {one_line(a.title)}")
         click.echo(f"    {one_line(a.url or '')}")
-        click.echo(f"    {one_line(_marked(hit.snippet, hit.snippet_marks))}")
+        click.echo(f"    {one_line(marked(hit.snippet, hit.snippet_marks, '[', ']'))}")
     if not found and not as_json:
         click.echo("no matches", err=True)
 

@@ -7,19 +7,7 @@ from typing import TextIO
 
 from ..models import Alert, DeliveryResult, Digest
 from ..sanitize import for_terminal, one_line
-from .render import digest_text
-
-
-def marked_snippet(alert: Alert, before: str = "*", after: str = "*") -> str:
-    """The snippet with each matched span wrapped in markers."""
-    text, out, pos = alert.snippet, [], 0
-    for start, end in sorted(alert.snippet_marks):
-        if start < pos or end > len(text):
-            continue
-        out += [text[pos:start], before, text[start:end], after]
-        pos = end
-    out.append(text[pos:])
-    return "".join(out)
+from .render import digest_text, marked
 
 
 def render(alert: Alert) -> str:
@@ -34,7 +22,7 @@ def render(alert: Alert) -> str:
     if alert.terms:
         lines.append(f"  matched: {one_line(', '.join(alert.terms))}")
     if alert.snippet:
-        lines.append(f"  {one_line(marked_snippet(alert))}")
+        lines.append(f"  {one_line(marked(alert.snippet, alert.snippet_marks))}")
     return for_terminal("\n".join(lines)) + "\n"
 
 

@@ -63,12 +63,12 @@ def heading(alert: Alert) -> str:
     return f"{tag} {one_line(alert.watchlist)}: {title_of(alert)}"
 
 
-def snippet_segments(alert: Alert) -> list[tuple[str, bool]]:
-    """The snippet as (text, matched) pieces, each cleaned of controls and bidi characters
-    with whitespace runs made one space; marks that overlap or fall outside are ignored."""
-    text, pos = alert.snippet, 0
+def segments(text: str, marks: Iterable[tuple[int, int]]) -> list[tuple[str, bool]]:
+    """`text` as (piece, marked) pieces, each cleaned of controls and bidi characters with
+    whitespace runs made one space; marks that overlap or fall outside are ignored."""
+    pos = 0
     pieces: list[tuple[str, bool]] = []
-    for start, end in sorted(alert.snippet_marks):
+    for start, end in sorted(marks):
         if start < pos or end > len(text) or start >= end:
             continue
         if start > pos:
@@ -78,6 +78,15 @@ def snippet_segments(alert: Alert) -> list[tuple[str, bool]]:
     if pos < len(text):
         pieces.append((text[pos:], False))
     return [(_WHITESPACE.sub(" ", for_terminal(piece)), marked) for piece, marked in pieces]
+
+
+def snippet_segments(alert: Alert) -> list[tuple[str, bool]]:
+    return segments(alert.snippet, alert.snippet_marks)
+
+
+def marked(text: str, marks: Iterable[tuple[int, int]], before: str = "*", after: str = "*") -> str:
+    """Plain text with each matched span wrapped in markers (terminal output)."""
+    return "".join(f"{before}{piece}{after}" if hit else piece for piece, hit in segments(text, marks))
 
 
 def alert_text(alert: Alert) -> str:
