@@ -35,6 +35,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._draining = asyncio.Lock()
+        self._woken = False
 
     async def poll_tick(self) -> None:
         if self.stopping.is_set():
@@ -58,10 +59,15 @@ class Daemon:
 
     async def drain_tick(self) -> None:
         if self._draining.locked():
+            self._woken = True  # the running drain goes round once more
             return
         async with self._draining:
             try:
-                await self.rt.drain()
+                while not self.stopping.is_set():
+                    self._woken = False
+                    summary = await self.rt.drain()
+                    if not (summary.more or self._woken):
+                        break  # otherwise: a full round, or new alerts queued meanwhile
             except Exception:
                 log.exception("drain_tick_failed")
 
@@ -85,7 +91,7 @@ class Daemon:
             seconds=DRAIN_TICK,
             id="drain",
             next_run_time=datetime.now().astimezone(),
-            max_instances=1,
+            max_instances=2,  # a tick during a long drain returns at once (the lock), unlogged
             coalesce=True,
         )
         self.scheduler.start()

@@ -33,6 +33,7 @@ class DrainSummary:
     retrying: int = 0
     dead: int = 0
     capped: int = 0  # alerts folded into a digest by a channel's max_per_hour
+    more: bool = False  # the round took its limit of rows and no channel failed: more may be due
 
 
 def retry_delay(attempts: int, random: Callable[[], float], retry_after: float | None = None) -> float:
@@ -82,7 +83,9 @@ class Drainer:
             key = digest_key(channel_name, rows[0].digest_at)
             await self._deliver(channel_name, rows, summary, failed_now, digest=message, key=key)
 
-        for row in outbox_store.due(self.db, self.clock(), limit, skip_channels=self.unavailable):
+        rows = outbox_store.due(self.db, self.clock(), limit, skip_channels=self.unavailable)
+        summary.more = len(rows) == limit
+        for row in rows:
             if row.channel in failed_now:
                 continue
             if self._over_cap(row.channel):
@@ -91,6 +94,7 @@ class Drainer:
                 summary.capped += 1
                 continue
             await self._deliver(row.channel, [row], summary, failed_now, key=row.idempotency_key)
+        summary.more = summary.more and not failed_now
         return summary
 
     def _over_cap(self, channel: str) -> bool:

@@ -16,8 +16,10 @@ Messages never contain the URL or any other secret passed as `secrets`.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import httpx
 
@@ -107,6 +109,9 @@ def failure_result(error: BaseException, service: str, *secrets: str) -> Deliver
     return DeliveryResult(False, f"{service}: {detail}")
 
 
+MIN_TOKEN_CHARS = 8  # a path segment or query value this long may be a token
+
+
 def url_secrets(url: str) -> tuple[str, ...]:
     """The strings to redact for a secret URL: the URL itself and its path and query.
     Raises ValueError (without the URL) when httpx cannot use it."""
@@ -115,4 +120,8 @@ def url_secrets(url: str) -> tuple[str, ...]:
     except httpx.InvalidURL:
         raise ValueError("not a usable URL") from None
     tail = parts.raw_path.decode("ascii", "replace")
-    return (url, str(parts)) + ((tail,) if len(tail) > 1 else ())
+    pieces = [p for p in re.split(r"[/?&=;]", tail) if len(p) >= MIN_TOKEN_CHARS]
+    found = {url, str(parts), *pieces, *(unquote(p) for p in pieces)}
+    if len(tail) > 1:
+        found.add(tail)
+    return tuple(sorted(found, key=len, reverse=True))  # the whole URL is replaced before its pieces
