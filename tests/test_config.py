@@ -184,3 +184,21 @@ def test_backfill_and_sizes() -> None:
     assert parse_size(1234) == 1234
     with pytest.raises(ValueError):
         parse_size("lots")
+
+
+def test_a_query_typo_is_reported_with_line_column_and_hint(tmp_path: Path) -> None:
+    watchlist = """\
+    match = [
+      'fentanyl',
+      '"dark web" NEAR/15 (opioid* OR pills',
+      'carfentanil or nitazene',
+    ]
+    """
+    path = make(tmp_path, "[polling]\n", {"drugs": watchlist})
+    result = check(path)
+    assert result.returncode == 2
+    wl = tmp_path / "watchlists" / "drugs.toml"
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"{wl}:3: match query '\"dark web\" NEAR/15 (opioid* OR pills', column ")
+    assert lines[1].startswith(f"{wl}:4: match query 'carfentanil or nitazene', column 13: ")
+    assert all(";" in line for line in lines)  # each comes with a hint

@@ -25,7 +25,8 @@ class Channel(Protocol):
 
 
 class ChannelNotAvailable(Exception):
-    """A configured channel type this version cannot deliver through yet."""
+    """A configured channel that cannot be built now: a secret that does not resolve, or
+    an optional library (apprise) that is not installed."""
 
 
 def build_channel(config: ChannelConfig) -> Channel:
