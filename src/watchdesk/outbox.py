@@ -8,6 +8,7 @@ the next hourly digest instead of dropping them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -85,17 +86,29 @@ class Drainer:
 
         rows = outbox_store.due(self.db, self.clock(), limit, skip_channels=self.unavailable)
         summary.more = len(rows) == limit
+        by_channel: dict[str, list[outbox_store.OutboxRow]] = {}
         for row in rows:
-            if row.channel in failed_now:
-                continue
-            if self._over_cap(row.channel):
+            by_channel.setdefault(row.channel, []).append(row)
+        # Channels deliver side by side; within one channel, one alert at a time, so a
+        # crash can leave at most one alert per channel sent but not marked sent.
+        await asyncio.gather(
+            *(self._deliver_in_turn(name, queue, summary, failed_now) for name, queue in by_channel.items())
+        )
+        summary.more = summary.more and not failed_now
+        return summary
+
+    async def _deliver_in_turn(
+        self, channel: str, rows: list[outbox_store.OutboxRow], summary: DrainSummary, failed_now: set[str]
+    ) -> None:
+        for row in rows:
+            if channel in failed_now:
+                return
+            if self._over_cap(channel):
                 end = digest.next_hour(self.clock(), self.tz)
                 outbox_store.fold_into_digest(self.db, row.id, end, digest.title("capped", end, self.tz))
                 summary.capped += 1
                 continue
-            await self._deliver(row.channel, [row], summary, failed_now, key=row.idempotency_key)
-        summary.more = summary.more and not failed_now
-        return summary
+            await self._deliver(channel, [row], summary, failed_now, key=row.idempotency_key)
 
     def _over_cap(self, channel: str) -> bool:
         cap = self.max_per_hour.get(channel)

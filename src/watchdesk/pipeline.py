@@ -43,6 +43,7 @@ from .store import entries as entry_store
 from .store import feeds as feed_store
 from .store import hits as hit_store
 from .store import outbox as outbox_store
+from .store.db import without_fsync
 from .urls import canonical_url
 from .workers import CpuPool, WorkerFailed
 
@@ -299,15 +300,9 @@ def _failed(
 
 
 def _save(db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any], health: Health) -> None:
-    """Commit a feed-state-only change (no entries, no alerts) without waiting for fsync:
-    WAL with synchronous=NORMAL keeps the database consistent, and at worst a power cut
-    forgets this poll and the feed is polled again. Alert state always commits with FULL."""
-    db.execute("PRAGMA synchronous=NORMAL")
-    try:
-        with db.atomic():
-            _update(db, feed_id, changes, health)
-    finally:
-        db.execute("PRAGMA synchronous=FULL")
+    """Commit a feed-state-only change (no entries, no alerts)."""
+    with without_fsync(db):
+        _update(db, feed_id, changes, health)
 
 
 def _update(db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any], health: Health) -> None:

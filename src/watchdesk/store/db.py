@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -123,6 +125,23 @@ def _archive_search(db: sqlite_utils.Database) -> None:
         "INSERT INTO entries_fts (rowid, tokens) VALUES (?, ?)",
         ((entry_id, fts_tokens(title, text)) for entry_id, title, text in rows),
     )
+
+
+@contextmanager
+def without_fsync(db: sqlite_utils.Database) -> Iterator[None]:
+    """A transaction whose commit does not wait for fsync (WAL, synchronous=NORMAL).
+
+    A killed process loses no committed transaction either way; only a power cut could
+    forget such a commit. Used where forgetting costs a repeat, never a loss: a feed's
+    state after an unchanged poll (it is polled again), a delivery attempt's record (the
+    alert is sent again). Entries, hits and outbox rows commit under synchronous=FULL.
+    """
+    db.execute("PRAGMA synchronous=NORMAL")
+    try:
+        with db.atomic():
+            yield
+    finally:
+        db.execute("PRAGMA synchronous=FULL")
 
 
 def open_db(path: Path | str) -> sqlite_utils.Database:

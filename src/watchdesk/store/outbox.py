@@ -15,6 +15,7 @@ from typing import Any
 import sqlite_utils
 
 from ..models import Alert
+from .db import without_fsync
 
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 
@@ -166,7 +167,7 @@ def _ids(row_ids: Sequence[int]) -> tuple[str, list[int]]:
 
 def mark_sent(db: sqlite_utils.Database, row_ids: Sequence[int], now: float) -> None:
     marks, ids = _ids(row_ids)
-    with db.atomic():
+    with without_fsync(db):
         db.execute(
             "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL "
             f"WHERE id IN ({marks})",
@@ -179,7 +180,7 @@ def mark_failed(
 ) -> None:
     """A failed attempt: retry at `retry_at`, or dead when it is None."""
     marks, ids = _ids(row_ids)
-    with db.atomic():
+    with without_fsync(db):
         if retry_at is None:
             db.execute(
                 f"UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = ? WHERE id IN ({marks})",
