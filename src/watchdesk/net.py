@@ -58,7 +58,7 @@ class Limits:
 
 
 class HttpPool:
-    """httpx clients sharded by host, with global and per-host concurrency limits."""
+    """httpx clients sharded by origin, with global and per-host concurrency limits."""
 
     def __init__(
         self,
@@ -112,9 +112,6 @@ class HttpPool:
         # httpcore, which rescans its waiting requests x connections on every change.
         self._client_gates = [asyncio.Semaphore(CONNECTIONS_PER_CLIENT) for _ in self._clients]
 
-    def _client(self, host: str) -> httpx.AsyncClient:
-        return self._clients[hash(host) % len(self._clients)]
-
     def _host_gate(self, host: str) -> asyncio.Semaphore:
         gate = self._hosts.get(host)
         if gate is None:
@@ -142,16 +139,21 @@ class HttpPool:
         all_permanent = True
         for hop in range(limits.max_redirects + 1):
             check_url(url)
-            host = urlsplit(url).hostname or ""
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            # Connections belong to an origin (scheme, host, port): one origin, one client,
+            # so origins never evict each other's kept-alive connections.
+            shard = hash((parts.scheme, parts.netloc)) % len(self._clients)
             # Host gate first: a request waiting for its host's turn holds no global slot,
             # so one busy host cannot starve the others.
-            shard = hash(host) % len(self._clients)
             async with self._host_gate(host), self._client_gates[shard], self._global:
                 if deadline is None:
                     deadline = loop.time() + limits.timeout
                 try:
                     async with asyncio.timeout_at(deadline):
-                        status, resp_headers, body = await self._fetch_once(url, headers, limits)
+                        status, resp_headers, body = await self._fetch_once(
+                            self._clients[shard], url, headers, limits
+                        )
                 except TimeoutError:
                     raise RequestFailed("timeout", f"no complete answer within {limits.timeout:g}s") from None
             if status in REDIRECTS and "location" in resp_headers:
@@ -162,9 +164,8 @@ class HttpPool:
         raise RequestFailed("network", f"more than {limits.max_redirects} redirects")
 
     async def _fetch_once(
-        self, url: str, headers: Mapping[str, str], limits: Limits
+        self, client: httpx.AsyncClient, url: str, headers: Mapping[str, str], limits: Limits
     ) -> tuple[int, dict[str, str], bytes]:
-        client = self._client(urlsplit(url).hostname or "")
         try:
             async with client.stream("GET", url, headers=dict(headers)) as resp:
                 resp_headers = {k.lower(): v for k, v in resp.headers.items()}
