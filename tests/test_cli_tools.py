@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import write_config
-from seed_fixture import STORY
+from seed_fixture import STORY, serve_story
 from server import LocalServer
 
 
@@ -81,3 +81,21 @@ def test_outbox_retry_requires_an_id_or_all_dead(tmp_path: Path) -> None:
     assert result.returncode == 2 and "give one outbox ID or --all-dead" in result.stderr
     result = run("--config", str(config), "outbox", "retry", "42")
     assert result.returncode == 1 and "outbox row 42 is not dead" in result.stderr
+
+
+def test_outbox_show_lists_the_attempts(tmp_path: Path, server: LocalServer) -> None:
+    server.route("/hook", b"down", status=503)
+    extra = f'[channel.ops]\ntype = "webhook"\nurl = "{server.url("/hook")}"\n'
+    config = write_config(
+        tmp_path,
+        [{"url": serve_story(server), "name": "Metro"}],
+        {"w": "match = ['fentanyl']\nnotify = ['ops']\n"},
+        polling='backfill = "all"',
+        extra=extra,
+    )
+    assert run("--config", str(config), "poll", "--once").returncode == 0
+    shown = run("--config", str(config), "outbox", "show", "1")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("outbox 1: pending, channel ops, 1 attempts")
+    assert "failed" in shown.stdout and "503" in shown.stdout
+    assert run("--config", str(config), "outbox", "show", "99").returncode == 1

@@ -188,3 +188,21 @@ def test_rows_of_an_unavailable_channel_wait_pending(db) -> None:  # type: ignor
     assert [(r.channel, r.status, r.attempts) for r in outbox_store.list_rows(db, "pending")] == [
         ("desk", "pending", 0)
     ]
+
+
+def test_every_attempt_is_recorded(db) -> None:  # type: ignore[no-untyped-def]
+    enqueue(db, "k1")
+    clock = Clock()
+    receiver = Receiver(
+        "remote", [DeliveryResult(False, "451 try later"), DeliveryResult(True, "250 queued")]
+    )
+    drainer = Drainer(db, {"remote": receiver}, clock, lambda: 0.0)
+    asyncio.run(drainer.drain())
+    clock.now += 3600
+    asyncio.run(drainer.drain())
+    row = outbox_store.list_rows(db)[0]
+    attempts = outbox_store.attempts_of(db, row.id)
+    assert [(at, ok, message) for at, ok, message, _ms in attempts] == [
+        (1_800_000_000.0, False, "451 try later"),
+        (1_800_003_600.0, True, "250 queued"),
+    ]

@@ -170,6 +170,27 @@ def outbox(ctx: click.Context, status: str | None, limit: int) -> None:
         )
 
 
+@outbox.command("show")
+@click.argument("row_id", type=int)
+@click.pass_context
+def outbox_show(ctx: click.Context, row_id: int) -> None:
+    """One delivery: its alert, its state, and every attempt made."""
+    config = load(ctx, check_secrets=False)
+    db = open_db(config.database)
+    row = outbox_store.get_row(db, row_id)
+    if row is None:
+        click.echo(f"watchdesk: no outbox row {row_id}", err=True)
+        ctx.exit(1)
+    click.echo(f"outbox {row.id}: {row.status}, channel {row.channel}, {row.attempts} attempts")
+    click.echo(f"  {one_line(row.alert.watchlist)}: {one_line(row.alert.title)}")
+    if row.digest_title:
+        click.echo(f"  in digest: {one_line(row.digest_title)}")
+    if row.status == "pending":
+        click.echo(f"  next attempt: {when(row.next_attempt_at)}")
+    for at, ok, message, ms in outbox_store.attempts_of(db, row.id):
+        click.echo(f"  {when(at)}  {'ok    ' if ok else 'failed'}  {ms:7.1f} ms  {one_line(message)}")
+
+
 @outbox.command("retry")
 @click.argument("row_id", required=False, type=int)
 @click.option("--all-dead", is_flag=True, help="Retry every dead delivery.")

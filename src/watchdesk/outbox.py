@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -129,15 +130,17 @@ class Drainer:
         ids = [r.id for r in rows]
         channel = self.channels.get(channel_name)
         if channel is None:
-            self._dead(ids, channel_name, f"channel {channel_name!r} is not configured", summary)
+            self._dead(ids, channel_name, f"channel {channel_name!r} is not configured", summary, 0.0)
             return
+        started = time.perf_counter()
         if digest is not None:
             result: DeliveryResult = await channel.send_digest(digest, key=key)
         else:
             result = await channel.send(rows[0].alert, key=key)
+        ms = (time.perf_counter() - started) * 1000
         now = self.clock()
         if result.ok:
-            outbox_store.mark_sent(self.db, ids, now)
+            outbox_store.mark_sent(self.db, ids, now, message=result.message, duration_ms=ms)
             summary.sent += len(ids)
             if channel_name in self.failing:
                 self.failing.discard(channel_name)
@@ -148,11 +151,11 @@ class Drainer:
             why = (
                 result.message if result.permanent else f"{attempts} attempts failed; last: {result.message}"
             )
-            self._dead(ids, channel_name, why, summary)
+            self._dead(ids, channel_name, why, summary, ms)
             return
         failed_now.add(channel_name)
         retry_at = now + retry_delay(attempts, self.random, result.retry_after)
-        outbox_store.mark_failed(self.db, ids, result.message, retry_at=retry_at)
+        outbox_store.mark_failed(self.db, ids, result.message, retry_at=retry_at, now=now, duration_ms=ms)
         summary.retrying += len(ids)
         if channel_name not in self.failing:
             self.failing.add(channel_name)
@@ -164,7 +167,7 @@ class Drainer:
                 result.message,
             )
 
-    def _dead(self, ids: list[int], channel: str, why: str, summary: DrainSummary) -> None:
-        outbox_store.mark_failed(self.db, ids, why, retry_at=None)
+    def _dead(self, ids: list[int], channel: str, why: str, summary: DrainSummary, ms: float) -> None:
+        outbox_store.mark_failed(self.db, ids, why, retry_at=None, now=self.clock(), duration_ms=ms)
         summary.dead += len(ids)
         log.error("delivery_dead channel=%s outbox_id=%d count=%d error=%s", channel, ids[0], len(ids), why)

@@ -127,6 +127,23 @@ def _archive_search(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0005_delivery_attempts")
+def _delivery_attempts(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE delivery_attempts (
+            id INTEGER PRIMARY KEY,
+            outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,
+            at REAL NOT NULL,
+            ok INTEGER NOT NULL,
+            message TEXT NOT NULL,            -- the channel's answer (secrets redacted)
+            duration_ms REAL NOT NULL
+        );
+        CREATE INDEX delivery_attempts_outbox ON delivery_attempts(outbox_id);
+        """
+    )
+
+
 @contextmanager
 def without_fsync(db: sqlite_utils.Database) -> Iterator[None]:
     """A transaction whose commit does not wait for fsync (WAL, synchronous=NORMAL).

@@ -165,7 +165,24 @@ def _ids(row_ids: Sequence[int]) -> tuple[str, list[int]]:
     return ",".join("?" * len(row_ids)), list(row_ids)
 
 
-def mark_sent(db: sqlite_utils.Database, row_ids: Sequence[int], now: float) -> None:
+def _record(
+    db: sqlite_utils.Database, ids: list[int], now: float, ok: bool, message: str, duration_ms: float
+) -> None:
+    db.conn.executemany(
+        "INSERT INTO delivery_attempts (outbox_id, at, ok, message, duration_ms) VALUES (?, ?, ?, ?, ?)",
+        [(row_id, now, int(ok), message, duration_ms) for row_id in ids],
+    )
+
+
+def mark_sent(
+    db: sqlite_utils.Database,
+    row_ids: Sequence[int],
+    now: float,
+    *,
+    message: str = "",
+    duration_ms: float = 0.0,
+) -> None:
+    """A delivery the channel accepted; the attempt is recorded with it."""
     marks, ids = _ids(row_ids)
     with without_fsync(db):
         db.execute(
@@ -173,12 +190,19 @@ def mark_sent(db: sqlite_utils.Database, row_ids: Sequence[int], now: float) -> 
             f"WHERE id IN ({marks})",
             [now, *ids],
         )
+        _record(db, ids, now, True, message or "delivered", duration_ms)
 
 
 def mark_failed(
-    db: sqlite_utils.Database, row_ids: Sequence[int], error: str, *, retry_at: float | None
+    db: sqlite_utils.Database,
+    row_ids: Sequence[int],
+    error: str,
+    *,
+    retry_at: float | None,
+    now: float,
+    duration_ms: float = 0.0,
 ) -> None:
-    """A failed attempt: retry at `retry_at`, or dead when it is None."""
+    """A failed attempt: retry at `retry_at`, or dead when it is None; recorded either way."""
     marks, ids = _ids(row_ids)
     with without_fsync(db):
         if retry_at is None:
@@ -192,6 +216,20 @@ def mark_failed(
                 f"WHERE id IN ({marks})",
                 [error, retry_at, *ids],
             )
+        _record(db, ids, now, False, error, duration_ms)
+
+
+def attempts_of(db: sqlite_utils.Database, row_id: int) -> list[tuple[float, bool, str, float]]:
+    """Every recorded attempt of one outbox row, oldest first: (at, ok, message, ms)."""
+    rows = db.execute(
+        "SELECT at, ok, message, duration_ms FROM delivery_attempts WHERE outbox_id = ? ORDER BY id", [row_id]
+    ).fetchall()
+    return [(at, bool(ok), message, ms) for at, ok, message, ms in rows]
+
+
+def get_row(db: sqlite_utils.Database, row_id: int) -> OutboxRow | None:
+    found = _rows(db, "id = ?", [row_id])
+    return found[0] if found else None
 
 
 def retry(db: sqlite_utils.Database, now: float, *, row_id: int | None = None) -> int:
