@@ -12,15 +12,14 @@ import os
 import random
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
+from collections.abc import Callable
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -29,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from conftest import write_config
 from server import LocalServer
+from smtp_fixture import smtp_server
 
 HITS = 200
 KILLS = 4
@@ -85,22 +84,6 @@ class MailRecorder:
     def mails(self) -> list[Mail]:
         with self._lock:
             return list(self.received)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def smtp_server(handler: MailRecorder) -> Iterator[int]:
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield controller.port
-    finally:
-        controller.stop()
 
 
 # ---- the feed and the config --------------------------------------------------------------

@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 import ssl
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -18,8 +15,8 @@ from typing import Any
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from smtp_fixture import free_port, smtp_server
 
 from watchdesk.config import ChannelConfig
 from watchdesk.models import Alert, DeliveryResult, Digest
@@ -90,22 +87,6 @@ class Recorder:
         tls = server.transport.get_extra_info("ssl_object") is not None
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, tls))
         return "250 2.0.0 accepted"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def smtp_server(handler: Recorder, **options: Any) -> Iterator[int]:
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **options)
-    controller.start()
-    try:
-        yield controller.port
-    finally:
-        controller.stop()
 
 
 def plain_channel(port: int, **options: Any) -> EmailChannel:

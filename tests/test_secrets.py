@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import write_config
 from server import LocalServer, Reply, Request
+from smtp_fixture import free_port, smtp_server
 
 # Plain AUTH is what the test needs: the relay is on loopback (the channel's tls = "none").
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -81,27 +80,12 @@ class SmtpReceiver:
         return "250 2.0.0 accepted"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
-def smtp_server(receiver: SmtpReceiver) -> Iterator[int]:
-    controller = Controller(
-        receiver,
-        hostname="127.0.0.1",
-        port=free_port(),
-        authenticator=receiver.authenticator,
-        auth_require_tls=False,
-        auth_required=True,
-    )
-    controller.start()
-    try:
-        yield controller.port
-    finally:
-        controller.stop()
+def smtp_with_auth(receiver: SmtpReceiver) -> Iterator[int]:
+    with smtp_server(
+        receiver, authenticator=receiver.authenticator, auth_require_tls=False, auth_required=True
+    ) as port:
+        yield port
 
 
 def echo(request: Request) -> str:
@@ -292,7 +276,7 @@ def test_referenced_secrets_never_leak(tmp_path: Path, server: LocalServer, rece
             return offline_failed and all(error for _, error in others)
         return offline_failed and all(status == "sent" for status, _ in others)
 
-    with smtp_server(smtp) as smtp_port:
+    with smtp_with_auth(smtp) as smtp_port:
         config, env = secret_config(tmp_path, server, smtp_port)
         stdout, stderr, snapshot = run_daemon_until(config, env, tmp_path, settled)
         cli = {
@@ -356,7 +340,7 @@ def test_a_receiver_naming_only_the_webhook_token_does_not_leak_it(
         rows = [status for channel, status, _ in outbox_rows(db_path) if channel == "newsroom"]
         return len(rows) == HITS and all(status == "dead" for status in rows)
 
-    with smtp_server(SmtpReceiver(refuse_login=False)) as smtp_port:
+    with smtp_with_auth(SmtpReceiver(refuse_login=False)) as smtp_port:
         config, env = secret_config(tmp_path, server, smtp_port)
         stdout, stderr, snapshot = run_daemon_until(config, env, tmp_path, newsroom_dead)
     errors = [e or "" for channel, _, e in outbox_rows(db_path) if channel == "newsroom"]
