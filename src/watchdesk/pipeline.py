@@ -11,7 +11,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -285,7 +285,7 @@ def _failed(
     summary.failed = 1
     summary.errors.append(f"{config.name}: {health.last_error}")
     next_at = (
-        datetime.fromtimestamp(health.next_check_at).isoformat() if health.next_check_at else "never (gone)"
+        datetime.fromtimestamp(health.next_check_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if health.next_check_at else "never (gone)"
     )
     log.error(
         "feed_failed feed=%s feed_url=%s kind=%s errors=%d next_check=%s error=%s",
