@@ -432,3 +432,40 @@ def test_the_date_header_is_the_send_time() -> None:
     with smtp_server(recorder) as port:
         assert send(plain_channel(port, clock=lambda: sent_at), make_alert()).ok
     assert recorder.received[0].message["Date"].datetime == sent_at
+
+
+class SessionCounter(Recorder):
+    """Also counts SMTP sessions (each starts with EHLO)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sessions = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: Any
+    ) -> Any:
+        self.sessions += 1
+        session.host_name = hostname  # what aiosmtpd does when no hook is installed
+        return responses
+
+
+def test_consecutive_messages_share_one_session_and_a_dropped_one_is_replaced() -> None:
+    counter = SessionCounter()
+    with smtp_server(counter) as port:
+        channel = plain_channel(port)
+        for key in ("k1", "k2", "k3"):
+            assert send(channel, make_alert(), key).ok
+        assert counter.sessions == 1
+    assert len(counter.received) == 3
+    # The server went away with the session open; a new server on the same port:
+    from aiosmtpd.controller import Controller
+
+    again = SessionCounter()
+    controller = Controller(again, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        assert send(channel, make_alert(), "k4").ok
+    finally:
+        controller.stop()
+    assert again.sessions == 1 and len(again.received) == 1
+    asyncio.run(channel.aclose())

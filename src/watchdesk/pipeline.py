@@ -133,17 +133,22 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
         for entry, article, alerts in zip(new, articles, may_alert, strict=True)
     ]
 
+    stored_at = ctx.clock()  # parsing, pages and matching took time: this is when they are stored
     with ctx.db.atomic():
         for entry, article, hits, alerting in matched:
-            entry_id = entry_store.insert_entry(ctx.db, feed.id, entry, article, alerting=alerting, now=now)
+            entry_id = entry_store.insert_entry(
+                ctx.db, feed.id, entry, article, alerting=alerting, now=stored_at
+            )
             summary.new_entries += 1
             for hit in hits:
-                hit_id = hit_store.insert_hit(ctx.db, entry_id, hit, alerted=alerting, now=now)
+                hit_id = hit_store.insert_hit(ctx.db, entry_id, hit, alerted=alerting, now=stored_at)
                 if hit_id is None:
                     continue
                 summary.hits += 1
                 if alerting:
-                    summary.alerts_queued += _enqueue(ctx, feed.config_url, entry, article, hit, hit_id, now)
+                    summary.alerts_queued += _enqueue(
+                        ctx, feed.config_url, entry, article, hit, hit_id, stored_at
+                    )
         _update(ctx.db, feed.id, changes, after_success(now, schedule))
     if parsed.entries_dropped:
         log.warning("entries_capped feed=%s dropped=%d", config.name, parsed.entries_dropped)
@@ -285,7 +290,9 @@ def _failed(
     summary.failed = 1
     summary.errors.append(f"{config.name}: {health.last_error}")
     next_at = (
-        datetime.fromtimestamp(health.next_check_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if health.next_check_at else "never (gone)"
+        datetime.fromtimestamp(health.next_check_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if health.next_check_at
+        else "never (gone)"
     )
     log.error(
         "feed_failed feed=%s feed_url=%s kind=%s errors=%d next_check=%s error=%s",

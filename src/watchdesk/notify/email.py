@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import smtplib
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from ..sanitize import one_line
 from ..secrets import redact, resolve
 from .email_message import alert_message, digest_message
 
+SESSION_IDLE = 30.0  # seconds an SMTP session may sit unused before it is closed, not reused
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
@@ -159,6 +161,8 @@ class EmailChannel:
         self._password = password
         self._timeout = timeout
         self._tls_context = tls_context
+        self._session: smtplib.SMTP | None = None  # kept open between messages of a drain
+        self._session_used = 0.0
         self._clock = clock or (lambda: datetime.now(UTC))
 
     @classmethod
@@ -193,7 +197,7 @@ class EmailChannel:
         return await self._deliver(message)
 
     async def aclose(self) -> None:
-        return None
+        await asyncio.to_thread(self._drop_session)
 
     async def _deliver(self, message: EmailMessage) -> DeliveryResult:
         try:
@@ -221,15 +225,15 @@ class EmailChannel:
             self._tls_context = ssl.create_default_context()
         return self._tls_context
 
-    def _transmit(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
-        """One SMTP session (runs in a worker thread). Returns the refused recipients."""
+    def _open(self) -> smtplib.SMTP:
+        """A logged-in SMTP session."""
         server = self.server
         smtp: smtplib.SMTP
         if server.tls == "implicit":
             smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=self._timeout, context=self._context())
         else:
             smtp = smtplib.SMTP(server.host, server.port, timeout=self._timeout)
-        with smtp:
+        try:
             smtp.ehlo()
             if server.tls == "starttls":
                 if not smtp.has_extn("starttls"):
@@ -238,4 +242,45 @@ class EmailChannel:
                 smtp.ehlo()
             if self._username and self._password:
                 smtp.login(self._username, self._password)
-            return smtp.send_message(message, self._envelope_from, self._envelope_to)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _transmit(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        """Send on the session kept from the last message, or a new one (runs in a worker
+        thread; the drainer sends one message at a time per channel). Returns the refused
+        recipients. A session the server dropped while idle is replaced once; after any
+        other error the session is closed and the error raised."""
+        session, self._session = self._session, None
+        if session is not None and time.monotonic() - self._session_used > SESSION_IDLE:
+            _close(session)
+            session = None
+        if session is not None:
+            try:
+                return self._send_on(session, message)
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                pass  # dropped while idle: one fresh session below
+        return self._send_on(self._open(), message)
+
+    def _send_on(self, session: smtplib.SMTP, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        try:
+            refused = session.send_message(message, self._envelope_from, self._envelope_to)
+        except BaseException:
+            _close(session)
+            raise
+        self._session, self._session_used = session, time.monotonic()
+        return refused
+
+    def _drop_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            _close(session)
+
+
+def _close(session: smtplib.SMTP) -> None:
+    """QUIT politely; if the connection is already gone, just close it."""
+    try:
+        session.quit()
+    except (smtplib.SMTPException, OSError):
+        session.close()
