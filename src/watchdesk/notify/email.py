@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
@@ -199,7 +199,7 @@ class EmailChannel:
     async def aclose(self) -> None:
         await asyncio.to_thread(self._drop_session)
 
-    async def _deliver(self, message: EmailMessage) -> DeliveryResult:
+    async def _deliver(self, message: Message) -> DeliveryResult:
         try:
             refused = await asyncio.to_thread(self._transmit, message)
         except (smtplib.SMTPException, OSError, UnicodeError) as e:
@@ -247,7 +247,7 @@ class EmailChannel:
             raise
         return smtp
 
-    def _transmit(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+    def _transmit(self, message: Message) -> dict[str, tuple[int, bytes]]:
         """Send on the session kept from the last message, or a new one (runs in a worker
         thread; the drainer sends one message at a time per channel). Returns the refused
         recipients. A session the server dropped while idle is replaced once; after any
@@ -263,7 +263,7 @@ class EmailChannel:
                 pass  # dropped while idle: one fresh session below
         return self._send_on(self._open(), message)
 
-    def _send_on(self, session: smtplib.SMTP, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+    def _send_on(self, session: smtplib.SMTP, message: Message) -> dict[str, tuple[int, bytes]]:
         try:
             refused = session.send_message(message, self._envelope_from, self._envelope_to)
         except BaseException:
