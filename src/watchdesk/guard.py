@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 
 import httpcore
@@ -136,15 +137,18 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-def guarded_transport(policy: AddressPolicy, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+def guarded_transport(
+    policy: AddressPolicy, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None
+) -> httpx.AsyncHTTPTransport:
     """An httpx transport whose connections all go through GuardedBackend.
 
     httpx has no public hook for the network backend, so the transport's connection pool
     (`_pool`, httpx 0.28) is replaced by one built the same way with our backend;
     tests/test_guard.py::test_transport_pool_canary fails if httpx changes this.
     """
-    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-    ssl_context = httpx.create_ssl_context(trust_env=False)
+    # Loading the CA store costs ~14 ms: one context, shared, made only when not given.
+    ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
+    transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl_context,
         max_connections=limits.max_connections,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -37,8 +37,11 @@ class OutboxRow:
     capped: bool = False
 
 
+_ALERT_FIELDS = tuple(f.name for f in fields(Alert))
+
+
 def alert_to_json(alert: Alert) -> str:
-    data = asdict(alert)
+    data = {name: getattr(alert, name) for name in _ALERT_FIELDS}  # shallow: asdict deep-copies
     data["published"] = alert.published.isoformat() if alert.published else None
     return json.dumps(data, ensure_ascii=False)
 
