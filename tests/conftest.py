@@ -1,14 +1,22 @@
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import socket
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from server import LocalServer
+
+from watchdesk.config import load_config
+from watchdesk.models import PollSummary
+from watchdesk.runtime import Runtime
+from watchdesk.store.feeds import FeedRow
 
 CORPUS = Path(os.environ.get("WATCHDESK_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
 
@@ -91,6 +99,26 @@ def write_config(
     path = folder / "watchdesk.toml"
     path.write_text("\n".join(lines))
     return path
+
+
+def poll_once(config: Path) -> tuple[PollSummary, list[FeedRow]]:
+    """Poll every feed of `config` once in this process; the summary and the feeds after."""
+    rt = Runtime(load_config(config))
+    try:
+        summary = asyncio.run(rt.poll_feeds(rt.all_feeds()))
+        return summary, rt.all_feeds()
+    finally:
+        asyncio.run(rt.aclose())
+
+
+def start_daemon(config: Path) -> subprocess.Popen[str]:
+    """`watchdesk run` as a real subprocess, its output captured as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "watchdesk", "--config", str(config), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _toml(value: object) -> str:

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import write_config
+from conftest import start_daemon, write_config
 from seed_fixture import serve_story
 from server import LocalServer, Reply, Request
 
@@ -56,12 +56,7 @@ def test_sigterm_lets_an_in_flight_poll_finish(tmp_path: Path, server: LocalServ
 
     server.route("/feed.xml", handler=slow_feed)
     config = write_config(tmp_path, [{"url": feed_url, "name": "Metro"}], {"drugs": WATCHLIST})
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "watchdesk", "--config", str(config), "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = start_daemon(config)
     try:
         assert started.wait(30), "daemon never polled"
         daemon.send_signal(signal.SIGTERM)

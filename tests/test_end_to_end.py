@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_config
+from conftest import start_daemon, write_config
 from seed_fixture import serve_story
 from server import LocalServer
 
@@ -91,12 +91,7 @@ def test_restarted_daemon_realerts_nothing(tmp_path: Path, server: LocalServer) 
     assert len(alerts(watchdesk(config, "poll", "--once").stdout)) == 1
     polls_before = len(server.hits("/feed.xml"))
 
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "watchdesk", "--config", str(config), "run"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = start_daemon(config)
     try:
         deadline = time.monotonic() + 30
         while len(server.hits("/feed.xml")) < polls_before + 2 and time.monotonic() < deadline:

@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
-from conftest import write_config
+from conftest import poll_once, write_config
 from server import LocalServer, Reply, Request
-
-from watchdesk.config import load_config
-from watchdesk.runtime import Runtime
 
 PAGE = b"<html><body><article><p>Agents seized fentanyl pills in a raid on Monday morning.</p></article></body></html>"
 
@@ -36,11 +32,7 @@ def poll(tmp_path: Path, server: LocalServer, network: str) -> None:
         polling='backfill = "all"\nmax_entries = 100',
         network=network,
     )
-    rt = Runtime(load_config(config))
-    try:
-        asyncio.run(rt.poll_feeds(rt.all_feeds()))
-    finally:
-        asyncio.run(rt.aclose())
+    poll_once(config)
 
 
 def test_robots_disallow_is_honoured(tmp_path: Path, server: LocalServer) -> None:

@@ -4,18 +4,14 @@ the entries are stored with the refusal reason, and the other entries proceed.""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import write_config
+from conftest import poll_once, write_config
 from seed_fixture import STORY
 from server import LocalServer
-
-from watchdesk.config import load_config
-from watchdesk.runtime import Runtime
 
 
 @pytest.fixture
@@ -78,11 +74,7 @@ def test_victims_receive_nothing(
         polling='backfill = "all"',
         network='per_host_delay = "0s"\ntimeout = "5s"',
     )
-    rt = Runtime(load_config(config))
-    try:
-        summary = asyncio.run(rt.poll_feeds(rt.all_feeds()))
-    finally:
-        asyncio.run(rt.aclose())
+    summary, _feeds = poll_once(config)
     assert summary.new_entries == len(targets) + 1
     assert victim4.requests == [] and victim6.requests == []
 
@@ -106,12 +98,7 @@ def test_a_private_feed_url_is_refused_with_the_reason(tmp_path: Path, victim4: 
     config = write_config(
         tmp_path, [{"url": victim4.url("/feed"), "name": "Intranet"}], {"w": "match = ['x']\n"}
     )
-    rt = Runtime(load_config(config))
-    try:
-        asyncio.run(rt.poll_feeds(rt.all_feeds()))
-        feed = rt.all_feeds()[0]
-    finally:
-        asyncio.run(rt.aclose())
+    [feed] = poll_once(config)[1]
     assert victim4.requests == []
     assert feed.status == "error" and feed.last_error is not None
     assert "127.0.0.2 is a loopback address" in feed.last_error and "[network] allow" in feed.last_error
@@ -135,12 +122,7 @@ def test_trust_config_feeds_lets_the_operator_reach_an_intranet_feed(
         polling='backfill = "all"',
         network="trust_config_feeds = true",
     )
-    rt = Runtime(load_config(config))
-    try:
-        asyncio.run(rt.poll_feeds(rt.all_feeds()))
-        feed = rt.all_feeds()[0]
-    finally:
-        asyncio.run(rt.aclose())
+    [feed] = poll_once(config)[1]
     assert feed.status == "ok"
     assert [r.path for r in victim4.requests] == ["/feed"]  # the link inside it was still refused
     with sqlite3.connect(tmp_path / "watchdesk.db") as db:
