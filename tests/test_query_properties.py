@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import unicodedata
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from watchdesk import codepages
 from watchdesk.match import compile_matcher
 from watchdesk.models import Article, Watchlist
 from watchdesk.query import normalize, tokenize
@@ -50,6 +53,69 @@ def test_fast_tokeniser_agrees_with_its_definition(text: str) -> None:
     a = analyze(text)
     assert list(zip(a.words, a.starts, a.ends, strict=True)) == _analyze_reference(text)
     assert a.joined == " " + " ".join(a.words) + " "
+
+
+def agrees_with_definition(text: str) -> bool:
+    a = analyze(text)
+    return list(zip(a.words, a.starts, a.ends, strict=True)) == _analyze_reference(text) and a.joined == (
+        " " + " ".join(a.words) + " "
+    )
+
+
+@pytest.mark.parametrize("page", codepages.PAGES, ids=lambda p: p.name)
+def test_every_code_page_character_folds_as_defined(page: codepages.CodePage) -> None:
+    """Each character of each page alone, inside a word, doubled, and at the ends."""
+    wrong = [
+        c
+        for c in sorted(page.chars)
+        if not all(map(agrees_with_definition, (f"x{c}y {c} {c}{c}.", c, f"{c}ab", f"ab{c}", f"Ü{c}Ä")))
+    ]
+    assert wrong == []
+
+
+PAGE_TEXT = st.sampled_from(codepages.PAGES).flatmap(
+    lambda page: st.text(
+        alphabet=st.one_of(
+            st.sampled_from(sorted(page.chars)),  # the page, often
+            st.sampled_from(" .-'\u00ad"),
+            st.sampled_from("💊한ツ½\u0301−μ\x01"),  # characters most pages lack, or fold oddly
+        ),
+        max_size=60,
+    )
+)
+
+
+@PROPERTY
+@given(PAGE_TEXT)
+def test_code_page_path_agrees_with_its_definition(text: str) -> None:
+    assert agrees_with_definition(text)
+
+
+@PROPERTY
+@given(st.one_of(texts, PAGE_TEXT, st.text(alphabet="ab ,", max_size=300)), st.randoms(use_true_random=False))
+def test_one_token_span_is_found_alone(text: str, rnd: random.Random) -> None:
+    full = analyze(text)
+    order = list(range(len(full.words)))
+    rnd.shuffle(order)
+    lazy = analyze(text)  # spans looked up one at a time, in any order
+    assert [lazy.span(i) for i in order] == [(full.starts[i], full.ends[i]) for i in order]
+
+
+@pytest.mark.parametrize(
+    ("text", "page"),
+    [
+        ("Ein Mann aß Würstchen", "cp1252"),
+        ("Zażółć gęślą jaźń", "cp1250"),
+        ("Наши герои знают толк", "cp1251"),
+        ("Ελληνικά κείμενα", "cp1253"),
+        ("Türkçe ağır şişe", "cp1254"),
+        ("Lietuvių ąžuolas", "cp1257"),
+        ("Ein Mann aß Würstchen 💊 ツ", "cp1252"),  # the page that holds most of it
+    ],
+)
+def test_a_text_is_folded_in_the_page_of_its_script(text: str, page: str) -> None:
+    assert codepages.encode(text)[0].name == page
+    assert agrees_with_definition(text)
 
 
 @PROPERTY

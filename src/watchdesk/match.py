@@ -291,9 +291,9 @@ class _Run:
         if isinstance(node, Term):
             for f in scope:
                 occ = self.occurrences(self.m._tid[id(node)], f)
-                if occ:  # the offsets of a field's tokens are computed on first use
+                if occ:
                     a, k = self.fields[f], FIELDS.index(f)
-                    out += [(k, a.starts[i], a.ends[j], node.text) for i, j in occ]
+                    out += [(k, a.span(i)[0], a.span(j)[1], node.text) for i, j in occ]
         elif isinstance(node, And | Or):
             for child in node.children:
                 if isinstance(node, And) or self.true(child, scope):
@@ -304,7 +304,7 @@ class _Run:
             for f in scope:
                 a, k = self.fields[f], FIELDS.index(f)
                 parts = {p for span in self.spans(node, f) for p in span[2]}
-                out += [(k, a.starts[i], a.ends[j], _label(t)) for t, i, j in parts]
+                out += [(k, a.span(i)[0], a.span(j)[1], _label(t)) for t, i, j in parts]
         elif isinstance(node, Regex):
             for f in scope:
                 k, label = FIELDS.index(f), f"/{node.pattern}/"
@@ -346,7 +346,7 @@ def _verify(text: str, a: Analyzed, i: int, v: _Variant) -> bool:
     for k, form in enumerate(v.exact):
         if form is None:
             continue
-        written = fold_exact(text[a.starts[i + k] : a.ends[i + k]])
+        written = fold_exact(text[slice(*a.span(i + k))])
         if not (written.startswith(form) if v.prefix and k == last else written == form):
             return False
     return True
