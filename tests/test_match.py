@@ -9,9 +9,9 @@ from watchdesk.match import (
     MAX_MATCHES_PER_TERM,
     REGEX_TEXT_LIMIT,
     compile_matcher,
-    make_snippet,
 )
 from watchdesk.models import Article, Hit, Watchlist
+from watchdesk.snippet import make_snippet
 
 
 def case(query: str, text: str, expected: bool, *, title: str = "", cs: tuple[str, ...] = ()) -> object:
