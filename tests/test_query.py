@@ -8,19 +8,8 @@ import unicodedata
 import pytest
 
 from watchdesk.errors import QuerySyntaxError
-from watchdesk.query import (
-    And,
-    Near,
-    Not,
-    Or,
-    Term,
-    nested_quantifier,
-    normalize,
-    parse_query,
-    tokenize,
-    unparse,
-    walk,
-)
+from watchdesk.query import nested_quantifier, normalize, parse_query, tokenize
+from watchdesk.querytree import And, Near, Not, Or, Term, unparse, walk
 
 # query -> canonical, fully parenthesised form
 TREES = [

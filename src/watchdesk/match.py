@@ -27,7 +27,8 @@ from itertools import islice
 import ahocorasick
 
 from .models import Article, Hit, TermMatch, Watchlist
-from .query import FIELDS, And, Field, Near, Node, Not, Or, Regex, Term, parse_query, walk
+from .query import parse_query
+from .querytree import FIELDS, And, Field, Near, Node, Not, Or, Regex, Term, walk
 from .snippet import SNIPPET_MAX_MATCH, Window, cut_window, place_marks
 from .textnorm import Analyzed, analyze, fold_exact
 

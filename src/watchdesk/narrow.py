@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .query import And, Field, Near, Node, Not, Or, Regex, Term, parse_query
+from .query import parse_query
+from .querytree import And, Field, Near, Node, Not, Or, Regex, Term
 from .textnorm import analyze
 
 

@@ -16,122 +16,25 @@ makes the last word a prefix. docs/watchlists.md is the user-facing reference.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from .errors import QuerySyntaxError
+from .querytree import And, Field, Near, Node, Not, Or, Regex, Term, walk
 from .textnorm import Token as Token
-from .textnorm import analyze, exact_forms, spellings
+from .textnorm import analyze, exact_forms
 from .textnorm import normalize as normalize
 from .textnorm import tokenize as tokenize
 
 MAX_NEAR = 1000  # NEAR/n accepts 1..MAX_NEAR
 MIN_PREFIX = 3  # a one-word prefix needs this many characters before the *
-MAX_JOIN_COMBINATIONS = 4  # joinable hyphens expanded in every combination up to this many
 MAX_DEPTH = 50
-FIELDS = ("title", "text")
 _JOINERS = frozenset("-\u2010\u2011'\u2019\u02bc")  # hyphens and apostrophes
 _QUOTES = '"“”„'
 _STARTS = frozenset({"WORD", "PHRASE", "REGEX", "(", "FIELD", "NOT", "-"})
 _PRIMARY = frozenset({"WORD", "PHRASE", "REGEX", "(", "FIELD"})
 _NEAR_RE = re.compile(r"NEAR/(\d+)")
 _FIELD_RE = re.compile(r"(title|text):", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class Term:
-    """A word, prefix or phrase: normalised `words` that must be adjacent in the text."""
-
-    text: str  # as written, without quotes (e.g. "J-CODE", "nitazene*", "dark web")
-    words: tuple[str, ...]
-    joins: tuple[bool, ...] = ()  # joins[i]: words i and i+1 may also be written as one
-    prefix: bool = False  # the last word is a prefix
-    exact: tuple[str | None, ...] = ()  # per word: case-sensitive form, or None
-    phrase: bool = False  # written in quotes
-    column: int = field(default=1, compare=False)
-
-    @property
-    def key(self) -> tuple[object, ...]:
-        """What the term matches; equal keys match the same text."""
-        return (self.words, self.joins, self.prefix, self.exact)
-
-    def variants(self) -> tuple[tuple[tuple[str, str | None], ...], ...]:
-        """Every spelling: a tuple of (normalised token, case-sensitive form or None)."""
-        return spellings(self.words, self.joins, self.exact, MAX_JOIN_COMBINATIONS)
-
-
-@dataclass(frozen=True, slots=True)
-class Regex:
-    pattern: str  # Python syntax, applied to the original (not normalised) text
-    column: int = field(default=1, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    children: tuple[Node, ...]
-    column: int = field(default=1, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    children: tuple[Node, ...]
-    column: int = field(default=1, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    child: Node
-    column: int = field(default=1, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Near:
-    """`left` and `right` within `distance` words, either order, in the same field."""
-
-    left: Node
-    right: Node
-    distance: int
-    column: int = field(default=1, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    name: str  # "title" | "text"
-    child: Node
-    column: int = field(default=1, compare=False)
-
-
-Node = Term | Regex | And | Or | Not | Near | Field
-
-
-def walk(node: Node) -> Iterator[Node]:
-    """Every node of the tree, depth first."""
-    yield node
-    if isinstance(node, And | Or):
-        for child in node.children:
-            yield from walk(child)
-    elif isinstance(node, Not | Field):
-        yield from walk(node.child)
-    elif isinstance(node, Near):
-        yield from walk(node.left)
-        yield from walk(node.right)
-
-
-def unparse(node: Node) -> str:
-    """A canonical, fully parenthesised spelling of the tree (for explanations and tests)."""
-    if isinstance(node, Term):
-        return f'"{node.text}"' if node.phrase else node.text
-    if isinstance(node, Regex):
-        return f"/{node.pattern}/"
-    if isinstance(node, And | Or):
-        op = " AND " if isinstance(node, And) else " OR "
-        return "(" + op.join(unparse(c) for c in node.children) + ")"
-    if isinstance(node, Not):
-        return f"NOT {unparse(node.child)}"
-    if isinstance(node, Near):
-        return f"({unparse(node.left)} NEAR/{node.distance} {unparse(node.right)})"
-    return f"{node.name}:{unparse(node.child)}"
 
 
 class _Tok(NamedTuple):
