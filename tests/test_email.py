@@ -16,12 +16,15 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from smtp_fixture import free_port, smtp_server
 
 from watchdesk.config import ChannelConfig
 from watchdesk.models import Alert, DeliveryResult, Digest
 from watchdesk.notify import ChannelNotAvailable, build_channel
 from watchdesk.notify.email import EmailChannel, SmtpServer, parse_smtp_url
+from watchdesk.notify.email_message import POLICY, alert_message
 
 SENDER = "Watchdesk <watchdesk@example.org>"
 RECIPIENTS = ("desk@example.org", "Night Editor <night@example.org>")
@@ -469,3 +472,47 @@ def test_consecutive_messages_share_one_session_and_a_dropped_one_is_replaced() 
         controller.stop()
     assert again.sessions == 1 and len(again.received) == 1
     asyncio.run(channel.aclose())
+
+
+# ---- serialisation short cut (email_message.FastCompat32) --------------------------------
+
+HEADER_NAMES = ["Subject", "To", "Message-ID", "List-Id", "Content-Type", "X-A"]
+
+
+def assert_folds_alike(name: str, value: str) -> None:
+    for linesep in ("\n", "\r\n"):
+        fast, slow = POLICY.clone(linesep=linesep), email.policy.compat32.clone(linesep=linesep)
+        assert fast.fold(name, value) == slow.fold(name, value)
+        assert fast.fold_binary(name, value) == slow.fold_binary(name, value)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    name=st.sampled_from(HEADER_NAMES),
+    value=st.one_of(
+        st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=90),
+        st.text(max_size=90),  # anything: what is not short printable ASCII takes compat32's way
+    ),
+)
+def test_fast_header_serialisation_is_compat32s(name: str, value: str) -> None:
+    assert_folds_alike(name, value)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(name=st.sampled_from(HEADER_NAMES), over=st.integers(-3, 3), data=st.data())
+def test_fast_header_serialisation_is_compat32s_at_the_line_length(
+    name: str, over: int, data: st.DataObject
+) -> None:
+    size = 78 - len(name) - 2 + over  # around where compat32 starts folding
+    assert_folds_alike(name, data.draw(st.text(alphabet="ab ;,\t", min_size=size, max_size=size)))
+
+
+def test_a_message_serialises_as_with_compat32() -> None:
+    message = alert_message(
+        make_alert("Fentanyl " * 20), key="k1", sender=SENDER, recipients=RECIPIENTS, now=T0
+    )
+    assert message.as_bytes(policy=email.policy.compat32) == message.as_bytes()
+    # email_message.boundary() relies on this: no base64 line can start with "--".
+    assert [part["Content-Transfer-Encoding"] for part in message.get_payload()] == ["base64", "base64"]
+    text, html = parts(Received("", [], message.as_bytes(), False).message)
+    assert "Fentanyl" in text and "<h2" in html
