@@ -4,12 +4,15 @@ with LocalServer() as srv:
     srv.route("/feed", body=b"<rss>...", headers={"ETag": '"v1"'})
     srv.route("/slow", handler=lambda req: Reply(200, chunks=drip(b"x" * 100, 0.5)))
     url = srv.url("/feed")
-    srv.requests  # every request: method, path, headers, body
+    srv.requests  # every request: method, path, headers, body, the client's port
+
+LocalServer(tls=context) serves HTTPS with that (server-side) ssl.SSLContext.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +26,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    peer: int = 0  # the client's port: requests with the same one came over one connection
 
 
 @dataclass
@@ -53,8 +57,9 @@ class _IPv6Server(_QuietServer):
 
 
 class LocalServer:
-    def __init__(self, host: str = "127.0.0.1"):
+    def __init__(self, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None):
         self.host = host
+        self.tls = tls
         self.routes: dict[str, Handler] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -70,7 +75,8 @@ class LocalServer:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                req = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                req = Request(self.command, self.path, headers, body, self.client_address[1])
                 with server._lock:
                     server.requests.append(req)
                     handler = server.routes.get(self.path) or server.routes.get(self.path.split("?")[0])
@@ -99,6 +105,8 @@ class LocalServer:
         server_class = _IPv6Server if ":" in host else _QuietServer
         self._server = server_class((host, 0), _Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
@@ -113,7 +121,7 @@ class LocalServer:
     @property
     def base(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base + path

@@ -166,10 +166,9 @@ def digest_payload(digest: Digest) -> dict[str, Any]:
 class SlackChannel:
     def __init__(self, name: str, webhook_url: str, *, timeout: float = http.DEFAULT_TIMEOUT):
         self.name = name
-        self._url = webhook_url
         self._secrets = http.url_secrets(webhook_url)
         self._timeout = timeout
-        self._client = http.new_client(timeout)
+        self._endpoint = http.Endpoint(webhook_url)
 
     @classmethod
     def from_config(cls, config: ChannelConfig) -> SlackChannel:
@@ -190,7 +189,7 @@ class SlackChannel:
         body = json.dumps(payload, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json; charset=utf-8"}
         try:
-            answer = await http.post(self._client, self._url, body, headers, deadline=self._timeout)
+            answer = await self._endpoint.post(body, headers, deadline=self._timeout)
         except (httpx.HTTPError, TimeoutError) as e:
             return http.failure_result(e, "Slack", *self._secrets)
         return self._result(answer)
@@ -214,4 +213,4 @@ class SlackChannel:
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._endpoint.aclose()

@@ -127,12 +127,11 @@ class WebhookChannel:
         clock: Callable[[], float] = time.time,
     ):
         self.name = name
-        self._url = url
         self._secret = secret
         self._redact = http.url_secrets(url) + ((secret,) if secret else ())
         self._timeout = timeout
         self._clock = clock
-        self._client = http.new_client(timeout)
+        self._endpoint = http.Endpoint(url)
 
     @classmethod
     def from_config(cls, config: ChannelConfig) -> WebhookChannel:
@@ -164,7 +163,7 @@ class WebhookChannel:
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
         try:
-            answer = await http.post(self._client, self._url, body, headers, deadline=self._timeout)
+            answer = await self._endpoint.post(body, headers, deadline=self._timeout)
         except (httpx.HTTPError, TimeoutError) as e:
             return http.failure_result(e, "webhook", *self._redact)
         result = http.status_result(answer, "webhook")
@@ -173,4 +172,4 @@ class WebhookChannel:
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._endpoint.aclose()
