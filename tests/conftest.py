@@ -111,13 +111,15 @@ def poll_once(config: Path) -> tuple[PollSummary, list[FeedRow]]:
         asyncio.run(rt.aclose())
 
 
-def start_daemon(config: Path) -> subprocess.Popen[str]:
-    """`watchdesk run` as a real subprocess, its output captured as text."""
+def start_daemon(config: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`watchdesk run` as a real subprocess, its output captured as text; `env` is added
+    to this process's environment."""
     return subprocess.Popen(
         [sys.executable, "-m", "watchdesk", "--config", str(config), "run"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -5,20 +5,27 @@
 - SIGTERM/SIGINT: stop ticking, let in-flight polls finish (each commits in one
   transaction, so one cut short is simply polled again), close cleanly;
 - SIGHUP, and any change in the watchlists folder: reload watchlists, keeping the last
-  good ones when a file is broken.
+  good ones when a file is broken;
+- under systemd (sdnotify): READY=1 once ticking, STATUS= with feed and outbox health,
+  RELOADING=1 around SIGHUP, STOPPING=1; with WatchdogSec=, WATCHDOG=1 only while the
+  poll tick keeps running, so a daemon whose schedule stalled is restarted, not left
+  silently not polling.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .config import Config
 from .runtime import Runtime
+from .sdnotify import Notifier
 from .store import feeds as feed_store
 
 log = logging.getLogger(__name__)
@@ -26,16 +33,24 @@ log = logging.getLogger(__name__)
 POLL_TICK = 5.0  # seconds between looks at feeds.next_check_at
 DRAIN_TICK = 2.0
 STOP_GRACE = 45.0  # how long in-flight polls may take to finish on SIGTERM
+STALLED_AFTER = 4 * POLL_TICK  # no poll tick for this long: stop pinging systemd's watchdog
+
+
+def schedule_alive(since_last_poll_tick: float, watchdog_interval: float) -> bool:
+    """Whether the poll tick ran recently enough for the watchdog to be pinged."""
+    return since_last_poll_tick < max(STALLED_AFTER, 2 * watchdog_interval)
 
 
 class Daemon:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, notifier: Notifier | None = None):
         self.rt = runtime
         self.in_flight: dict[int, asyncio.Task[object]] = {}
         self.stopping = asyncio.Event()
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self._draining = asyncio.Lock()
         self._woken = False
+        self.notifier = notifier if notifier is not None else Notifier()
+        self.last_poll_tick = time.monotonic()
 
     async def poll_tick(self) -> None:
         if self.stopping.is_set():
@@ -48,6 +63,7 @@ class Daemon:
                     self.in_flight[row.id] = task
         except Exception:
             log.exception("poll_tick_failed")
+        self.last_poll_tick = time.monotonic()
 
     async def _poll(self, row: feed_store.FeedRow) -> None:
         try:
@@ -71,11 +87,34 @@ class Daemon:
             except Exception:
                 log.exception("drain_tick_failed")
 
+    def reload(self) -> None:
+        self.notifier.reloading()
+        self.rt.reload_watchlists(force=True)
+        self.notifier.ready(self._status())
+
+    def _status(self) -> str:
+        try:
+            return self.rt.status_line()
+        except Exception as e:  # the status line must never stop the daemon
+            return f"status unavailable: {type(e).__name__}"
+
+    async def watchdog(self, interval: float) -> None:
+        """Ping systemd's watchdog (and refresh STATUS) while the poll tick runs; when the
+        schedule has stalled, stay silent so that systemd restarts the daemon."""
+        while not self.stopping.is_set():
+            since = time.monotonic() - self.last_poll_tick
+            if schedule_alive(since, interval):
+                self.notifier.send(WATCHDOG=1, STATUS=self._status())
+            else:
+                log.error("schedule_stalled seconds=%.0f (not pinging the watchdog)", since)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=interval)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, sig.name)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self.rt.reload_watchlists(force=True))
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         self.scheduler.add_job(
             self.poll_tick,
             "interval",
@@ -102,7 +141,12 @@ class Daemon:
             len(self.rt.ctx.watchlists),
             self.rt.config.database,
         )
+        self.notifier.ready(self._status())
+        watchdog = None
+        if self.notifier.watchdog_interval:
+            watchdog = asyncio.create_task(self.watchdog(self.notifier.watchdog_interval), name="watchdog")
         await self.stopping.wait()
+        self.notifier.stopping()
         self.scheduler.shutdown(wait=False)
         if self.in_flight:
             log.info("daemon_stopping in_flight=%d", len(self.in_flight))
@@ -111,6 +155,9 @@ class Daemon:
                 task.cancel()
         async with self._draining:
             pass
+        if watchdog is not None:
+            await watchdog
+        self.notifier.close()
         log.info("daemon_stopped")
 
     def stop(self, reason: str = "") -> None:

@@ -25,6 +25,7 @@ from .pipeline import PollContext, refresh_feed
 from .robots import RobotsCache
 from .store import feeds as feed_store
 from .store import open_db
+from .store import outbox as outbox_store
 from .workers import CpuPool
 
 WORKER_MEMORY_LIMIT = 1536 * 2**20  # address space of one parse/extract worker
@@ -168,6 +169,17 @@ class Runtime:
 
     def all_feeds(self) -> list[feed_store.FeedRow]:
         return [row for row in feed_store.all_feeds(self.db) if row.status != "gone"]
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`: feed health and what waits in the outbox."""
+        feeds = self.all_feeds()
+        failing = sum(1 for row in feeds if row.status == "error")
+        counts = outbox_store.counts(self.db)
+        watchlists = "watchlists broken, last good kept; " if self.watchlist_state.broken else ""
+        return (
+            f"{watchlists}{len(feeds)} feeds ({failing} failing); alerts: "
+            f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead"
+        )
 
     async def drain(self) -> DrainSummary:
         return await self.drainer.drain()
