@@ -13,7 +13,7 @@ from watchdesk.parse import NEVER_MATCHES, html_to_text, parse_feed
 def entity_bomb(refs: int = 30_000, size: int = 1_000) -> bytes:
     """An RSS feed whose DTD declares a 'safe' internal entity and uses it many times.
 
-    Stock feedparser expands it without limit in its lenient parser (HARDENING.md): about
+    Stock feedparser expands it without limit in its lenient parser: about
     90 KB of feed becomes a 30 MB summary. The &amp; and &#169; must still decode.
     """
     refs_text = "&a;" * refs

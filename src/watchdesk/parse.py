@@ -1,7 +1,8 @@
 """feedparser adapter: feed bytes -> ParsedFeed, with entry identity and plain text.
 
 feedparser is always handed bytes (a str would be read as a path or URL), and its
-"safe entity" expansion is switched off (HARDENING.md: a 103 KB feed became 100 MB).
+"safe entity" expansion is switched off (stock, a 103 KB feed declaring one entity
+expands to 100 MB).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""refresh_feed(): one feed, top to bottom, as in DESIGN.md's diagram.
+"""refresh_feed(): one feed, top to bottom.
 
 fetch (conditional GET) -> skip if unchanged -> parse -> new entries only
 -> article text -> match -> ONE transaction: entries + hits + outbox + feed state

@@ -1,4 +1,4 @@
-"""Make feed text safe for where it is shown (HARDENING.md, Output)."""
+"""Make feed text safe for where it is shown: a terminal or log, Slack mrkdwn, HTML, mail headers."""
 
 from __future__ import annotations
 

@@ -162,7 +162,7 @@ def _target(url: str) -> _Target:
     headers = (
         (b"Host", parts.netloc),
         (b"Accept", b"*/*"),
-        # Answers are read raw and only their start: nothing to inflate (HARDENING.md, HTTP).
+        # Answers are read raw and only their start: nothing to inflate (no gzip bombs).
         (b"Accept-Encoding", b"identity"),
         (b"User-Agent", USER_AGENT.encode()),
     )
