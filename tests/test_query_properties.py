@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import unicodedata
 
 import pytest
@@ -98,6 +99,10 @@ def test_one_token_span_is_found_alone(text: str, rnd: random.Random) -> None:
     order = list(range(len(full.words)))
     rnd.shuffle(order)
     lazy = analyze(text)  # spans looked up one at a time, in any order
+    positions = [m.start() + 1 for m in re.finditer(" (?=[^ ])", full.joined)]
+    for i in order[: rnd.randrange(len(order) + 1)]:  # as the matcher does: some tokens found first
+        assert lazy.token_at(positions[i]) == i
+    rnd.shuffle(order)
     assert [lazy.span(i) for i in order] == [(full.starts[i], full.ends[i]) for i in order]
 
 

@@ -16,8 +16,9 @@ A byte of a page folds to one of:
 - an *expansion code* (a control byte that never splits): the normal form is several
   letters (ß -> ss) or nothing (a soft hyphen inside a word), spliced in after the split;
 - REFOLD: anything else (½ folds to two tokens, a combining mark stays one).
-A character the page lacks (a stray emoji, a Japanese word in a German article) is
-encoded as REFOLD too. analyze folds the tokens holding REFOLD again from the original.
+A character the page lacks is encoded as a space if it is a separator (a stray emoji, a
+minus sign), as REFOLD if it is part of a token (a Japanese word in a German article).
+analyze folds the tokens holding REFOLD again from the original.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _build(codec: str) -> CodePage:
     codes = iter(_CODES)
     expansions: dict[str, int] = {}
     fold = bytearray(ASCII_FOLD[:128]) + bytearray(128)
-    fold[REFOLD] = REFOLD  # what _stand_in encodes a character the page lacks as
+    fold[REFOLD] = REFOLD  # what _stand_in encodes a token character the page lacks as
 
     def folded_byte(ch: str) -> int:
         if ch not in folded:
@@ -106,10 +107,30 @@ for _page in PAGES:
             _PAGES_WITH[_c] = (*_PAGES_WITH.get(_c, ()), _page)
 
 
+class _StandIns(dict[int, str]):
+    """What a character a page lacks is encoded as: a space for a separator (an emoji, a
+    minus sign), a soft hyphen (in every page) for a token character that folds to
+    nothing (a variation selector), REFOLD for any other token character."""
+
+    def __missing__(self, cp: int) -> str:
+        c = chr(cp)
+        if not TOKEN_RE.fullmatch(c):
+            value = " "
+        elif fold_char(c) == "" and not NO_SPACE_RE.match(c):
+            value = "\u00ad"
+        else:
+            value = chr(REFOLD)
+        self[cp] = value
+        return value
+
+
+_STAND_INS = _StandIns()
+
+
 def _stand_in(e: UnicodeError) -> tuple[str, int]:
-    """Codec error handler: a character the page lacks is encoded as REFOLD."""
+    """Codec error handler for the characters a page lacks (see _StandIns)."""
     assert isinstance(e, UnicodeEncodeError)
-    return chr(REFOLD) * (e.end - e.start), e.end
+    return e.object[e.start : e.end].translate(_STAND_INS), e.end
 
 
 codecs.register_error("watchdesk.refold", _stand_in)

@@ -25,9 +25,9 @@ import unicodedata
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from itertools import accumulate, compress, product
-from operator import add
+from operator import add, itemgetter
 
 from . import codepages
 from .textfold import ASCII_FOLD, FOLD, TOKEN_RE, fold_char, fold_token
@@ -81,22 +81,37 @@ class Token:
 class Analyzed:
     """A field's normalised tokens, joined by spaces, and their spans in the original.
 
-    The spans are computed on first use: many articles never need them. `source` is the
-    folded text a byte per original character (tokens are the runs between spaces), or a
-    function that computes the spans.
+    The spans are computed on first use: many articles never need them, most need a few.
+    `source` is the folded text a byte per original character (tokens are the runs
+    between spaces), or a function that computes every span. `aligned`: `joined` is
+    `source`'s tokens single-spaced, a character per byte (nothing expanded), so the
+    bytes before a token in `joined` tell where it is in `source` (span).
     """
 
-    __slots__ = ("joined", "_source", "_words", "_starts", "_ends", "_jstarts", "_lookups", "_seeks")
+    __slots__ = (
+        "joined",
+        "_source",
+        "_aligned",
+        "_words",
+        "_starts",
+        "_ends",
+        "_jstarts",
+        "_lookups",
+        "_seeks",
+    )
 
-    def __init__(self, joined: str, source: bytes | Callable[[], tuple[list[int], list[int]]]):
+    def __init__(
+        self, joined: str, source: bytes | Callable[[], tuple[list[int], list[int]]], aligned: bool = False
+    ):
         self.joined = joined  # " w1 w2 ... wn " (a leading and a trailing space)
         self._source = source
+        self._aligned = aligned and isinstance(source, bytes)
         self._words: list[str] | None = None
         self._starts: list[int] | None = None
         self._ends: list[int] | None = None
-        self._jstarts: list[int] | None = None
+        self._jstarts: list[int] | None = None  # every token's position in joined
         self._lookups: list[tuple[int, int]] = []  # (position in joined, token index)
-        self._seeks: list[tuple[int, int]] = []  # (token index, its start in source)
+        self._seeks: list[tuple[int, int, int]] = []  # (token index, start in source, letters before)
 
     @property
     def words(self) -> list[str]:
@@ -118,26 +133,40 @@ class Analyzed:
         assert self._ends is not None
         return self._ends
 
-    def span(self, i: int) -> tuple[int, int]:
-        """Offsets of token `i` in the original text, without computing every token's: a
-        few lookups skip tokens from the nearest one already found, in C (_skip)."""
-        source = self._source
-        if self._starts is not None or not isinstance(source, bytes) or len(self._seeks) > 8:
-            return self.starts[i], self.ends[i]
-        seeks = self._seeks
-        if not seeks:
-            seeks.append((0, len(source) - len(source.lstrip(b" "))))
-        k = bisect_right(seeks, (i, len(source))) - 1
-        index, start = seeks[k]
-        if index < i:
-            start = _skip(source, start, i - index)
-            seeks.insert(k + 1, (i, start))
-        end = source.find(b" ", start)
-        return start, len(source) if end < 0 else end
-
     def _compute_spans(self) -> None:
         source = self._source
         self._starts, self._ends = _spans(source) if isinstance(source, bytes) else source()
+
+    def span(self, i: int) -> tuple[int, int]:
+        """Offsets of token `i` in the original text. A few lookups need not compute every
+        token's: the non-space bytes before token i in `source` are those before it in
+        `joined`, and counting spaces (in C) from the nearest token already found gets
+        there (_seek)."""
+        source = self._source
+        if self._starts is not None or not self._aligned or len(self._seeks) > 64:
+            return self.starts[i], self.ends[i]
+        assert isinstance(source, bytes)
+        letters = self._position(i) - 1 - i  # non-space bytes before token i
+        seeks = self._seeks
+        k = bisect_right(seeks, (i, len(source), 0)) - 1
+        index, start, before = seeks[k] if k >= 0 else (-1, 0, 0)
+        if index != i:
+            start = _seek(source, start, letters - before)
+            seeks.insert(k + 1, (i, start, letters))
+        end = source.find(b" ", start)
+        return start, len(source) if end < 0 else end
+
+    def _position(self, i: int) -> int:
+        """Where token `i` starts in `joined`."""
+        if self._jstarts is None:
+            k = bisect_right(self._lookups, i, key=itemgetter(1)) - 1  # by position is by index
+            pos, index = self._lookups[k] if k >= 0 else (1, 0)
+            if i - index <= 16:  # a few tokens on from one looked up (a phrase's last word)
+                for _ in range(i - index):
+                    pos = self.joined.index(" ", pos) + 1
+                return pos
+            self._jstarts = list(accumulate(map((1).__add__, map(len, self.words)), initial=1))
+        return self._jstarts[i]
 
     def token_at(self, pos: int) -> int:
         """Index of the token that starts at `pos` in `joined`."""
@@ -146,8 +175,9 @@ class Analyzed:
             if len(marks) < 64:
                 k = bisect_right(marks, (pos, 0)) - 1
                 before, index = marks[k] if k >= 0 else (0, -1)
-                index += self.joined.count(" ", before, pos)
-                marks.insert(k + 1, (pos, index))
+                if before != pos:
+                    index += self.joined.count(" ", before, pos)
+                    marks.insert(k + 1, (pos, index))
                 return index
             self._jstarts = list(accumulate(map((1).__add__, map(len, self.words)), initial=1))
         return bisect_left(self._jstarts, pos)
@@ -160,23 +190,20 @@ def _spans(source: bytes, base: int = 0) -> tuple[list[int], list[int]]:
     return starts, list(map(add, starts, filter(None, lengths)))
 
 
-@cache
-def _skipper(n: int) -> re.Pattern[bytes]:
-    return re.compile(b"(?:[^ ]+ +){%d}" % n)
+_SPACES = re.compile(b" *")
 
 
-def _skip(source: bytes, start: int, n: int) -> int:
-    """The start of the token `n` tokens after the one starting at `start` in `source`."""
-    bit = 1
-    while n:
-        if n & bit:
-            found = _skipper(bit).match(source, start)
-            if found is None:
-                raise IndexError("token index out of range")
-            start = found.end()
-            n -= bit
-        bit <<= 1
-    return start
+def _seek(source: bytes, start: int, letters: int) -> int:
+    """The start of the token after `letters` non-space bytes from `start` in `source`."""
+    while letters > 0:
+        end = start + letters
+        if end > len(source):
+            raise IndexError("token index out of range")
+        letters -= letters - source.count(b" ", start, end)  # the letters passed
+        start = end
+        if letters:  # a run of separators: one step over it
+            start = _SPACES.match(source, start).end()  # type: ignore[union-attr]
+    return _SPACES.match(source, start).end()  # type: ignore[union-attr]
 
 
 def analyze(text: str) -> Analyzed:
@@ -188,13 +215,14 @@ def analyze(text: str) -> Analyzed:
     """
     if text.isascii():
         source = text.encode("ascii").translate(ASCII_FOLD)
-        return Analyzed(" " + b" ".join(source.split()).decode("ascii") + " ", source)
+        return Analyzed(" " + b" ".join(source.split()).decode("ascii") + " ", source, aligned=True)
     page, encoded = codepages.encode(text)
     source = encoded.translate(page.fold)  # byte offsets are character offsets
     if page.deletion and page.deletion in source:  # a token of soft hyphens alone is no token
-        source = page.lone_deletions.sub(_refold_all, source)
+        source = page.lone_deletions.sub(_blank, source)
     if codepages.REFOLD not in source:
-        return Analyzed(" " + _join(page, source) + " ", source)
+        joined, aligned = _join(page, source)
+        return Analyzed(" " + joined + " ", source, aligned)
     if source.count(codepages.REFOLD) * 16 > len(source):  # mostly another script: Korean
         tokens = _analyze_reference(text)
         words, starts, ends = zip(*tokens, strict=True) if tokens else ((), (), ())
@@ -202,24 +230,32 @@ def analyze(text: str) -> Analyzed:
     return _analyze_refolding(text, page, source)
 
 
-def _refold_all(m: re.Match[bytes]) -> bytes:
-    return bytes([codepages.REFOLD]) * len(m.group())
+def _blank(m: re.Match[bytes]) -> bytes:
+    return b" " * len(m.group())
 
 
-def _join(page: codepages.CodePage, source: bytes) -> str:
-    """The normalised tokens of a folded `source` without REFOLD bytes, space-separated."""
+def _join(page: codepages.CodePage, source: bytes) -> tuple[str, bool]:
+    """The normalised tokens of a folded `source` without REFOLD bytes, space-separated,
+    and whether they are a character per byte of it (no expansion)."""
     joined = b" ".join(source.split())
+    aligned = True
     for code, form in page.expansions:
         if code in joined:
             joined = joined.replace(code, form)
-    return codecs.charmap_decode(joined, "strict", page.decoding)[0]
+            aligned = False
+    return codecs.charmap_decode(joined, "strict", page.decoding)[0], aligned
 
 
 def _analyze_refolding(text: str, page: codepages.CodePage, source: bytes) -> Analyzed:
     """Like analyze, but the tokens of `source` holding a REFOLD byte are tokenised and
-    folded again from the original text (see _analyze_reference)."""
+    folded again from the original text (see _analyze_reference).
+
+    Still aligned (see Analyzed) when nothing was expanded and each refolded token stayed
+    one token of its own length (a Japanese word in a German text; not ½, which is two).
+    """
     pieces: list[str] = []
     parts: list[tuple[int, int, list[tuple[str, int, int]]]] = []  # (gap start, token start, refolded)
+    aligned = True
     prev = 0
     i = source.find(codepages.REFOLD)
     while i >= 0:
@@ -227,12 +263,22 @@ def _analyze_refolding(text: str, page: codepages.CodePage, source: bytes) -> An
         end = source.find(b" ", i)
         end = len(source) if end < 0 else end
         refolded = [(w, start + a, start + b) for w, a, b in _analyze_reference(text[start:end])]
-        pieces.append(_join(page, source[prev:start]))
+        joined, gap_aligned = _join(page, source[prev:start])
+        aligned = (
+            aligned
+            and gap_aligned
+            and [(len(w), a, b) for w, a, b in refolded] == [(end - start, start, end)]
+        )
+        pieces.append(joined)
         pieces.extend(w for w, _, _ in refolded)
         parts.append((prev, start, refolded))
         prev = end
         i = source.find(codepages.REFOLD, end)
-    pieces.append(_join(page, source[prev:]))
+    joined, gap_aligned = _join(page, source[prev:])
+    pieces.append(joined)
+    joined = " " + " ".join(p for p in pieces if p) + " "
+    if aligned and gap_aligned:
+        return Analyzed(joined, source, aligned=True)
 
     def spans() -> tuple[list[int], list[int]]:
         starts: list[int] = []
@@ -246,7 +292,7 @@ def _analyze_refolding(text: str, page: codepages.CodePage, source: bytes) -> An
         s, e = _spans(source[prev:], prev)
         return starts + s, ends + e
 
-    return Analyzed(" " + " ".join(p for p in pieces if p) + " ", spans)
+    return Analyzed(joined, spans)
 
 
 def _analyze_reference(text: str) -> list[tuple[str, int, int]]:
