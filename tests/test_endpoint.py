@@ -6,6 +6,7 @@ up, HTTPS with the certificate verified, and use from several event loops."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import ssl
 import threading
@@ -235,7 +236,7 @@ def test_a_server_that_hangs_up_without_answering_is_transient() -> None:
     with raw_server(script) as (port, _):
         result = deliver(WebhookChannel("ops", f"http://127.0.0.1:{port}/hook"))
     assert (result.ok, result.permanent) == (False, False)
-    assert result.message.startswith("webhook: RemoteProtocolError")
+    assert result.message == "webhook: RemoteProtocolError: Server disconnected without sending a response."
 
 
 def test_a_closed_port_is_a_connect_error() -> None:
@@ -246,7 +247,24 @@ def test_a_closed_port_is_a_connect_error() -> None:
         post_all(Endpoint(f"http://127.0.0.1:{port}/hook"), [b"1"])
 
 
-@pytest.mark.parametrize("url", ["ftp://example.org/hook", "http:///hook"])
+def test_an_answer_of_exactly_the_cap_keeps_the_connection(server: LocalServer) -> None:
+    server.route("/hook", b"x" * MAX_ANSWER_BYTES)
+    answers = post_all(Endpoint(server.url("/hook")), [b"1", b"2"])
+    assert [a.body for a in answers] == [b"x" * MAX_ANSWER_BYTES] * 2
+    assert len(set(peers(server, "/hook"))) == 1
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_redacted(server: LocalServer) -> None:
+    server.route("/hook", b"no", status=401)
+    url = server.url("/hook").replace("http://", "http://ops:s%3Acret%20pw@")
+    result = deliver(WebhookChannel("ops", url))
+    sent = server.hits("/hook")[0].headers["authorization"]
+    assert sent == "Basic " + base64.b64encode(b"ops:s:cret pw").decode()
+    assert (result.ok, result.permanent) == (False, True)
+    assert "cret" not in result.message
+
+
+@pytest.mark.parametrize("url", ["ftp://example.org/hook", "http:///hook", "http://127.0.0.1:0/hook"])
 def test_an_unusable_url_raises_before_connecting(url: str) -> None:
     with pytest.raises((httpx.UnsupportedProtocol, httpx.InvalidURL)):
         post_all(Endpoint(url), [b"1"])

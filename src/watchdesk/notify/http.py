@@ -26,12 +26,14 @@ secret or the config), so, as before, they do not go through the guard of feed l
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import functools
 import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 import h11
 import httpx
@@ -77,7 +79,8 @@ class _Wire(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.BaseTransport | None = None
         self.received = bytearray()
-        self.closed = False
+        self.closed = False  # the peer sent EOF, or the connection is gone
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # done: gone
         self._waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -98,6 +101,8 @@ class _Wire(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if not self.lost.done():
+            self.lost.set_result(None)
         self._wake()
 
     def _wake(self) -> None:
@@ -140,6 +145,12 @@ class _Connection:
         if not self.loop.is_closed():  # a closed loop's transports can only be left to GC
             self.transport.close()
 
+    async def wait_closed(self, timeout: float = 1.0) -> None:
+        """Until the transport is gone (a TLS close takes a round trip), at most `timeout`."""
+        if self.loop is asyncio.get_running_loop() and not self.wire.lost.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.wire.lost), timeout)
+
 
 @dataclass(frozen=True)
 class _Target:
@@ -151,7 +162,9 @@ class _Target:
 
 
 def _target(url: str) -> _Target:
-    """Raises httpx.InvalidURL or httpx.UnsupportedProtocol (permanent in failure_result)."""
+    """Raises httpx.InvalidURL or httpx.UnsupportedProtocol (permanent in failure_result).
+    Credentials in the URL (https://user:password@host/...) are sent as Basic auth, as
+    httpx does."""
     parts = httpx.URL(url)
     if parts.scheme not in ("http", "https"):
         raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{parts.scheme}://'.")
@@ -159,14 +172,21 @@ def _target(url: str) -> _Target:
     if not host:
         raise httpx.InvalidURL("Request URL has no host.")
     tls = parts.scheme == "https"
-    headers = (
+    port = (443 if tls else 80) if parts.port is None else parts.port
+    if not 0 < port < 65536:
+        raise httpx.InvalidURL(f"Request URL has an invalid port {port}.")
+    headers = [
         (b"Host", parts.netloc),
         (b"Accept", b"*/*"),
         # Answers are read raw and only their start: nothing to inflate (no gzip bombs).
         (b"Accept-Encoding", b"identity"),
         (b"User-Agent", USER_AGENT.encode()),
-    )
-    return _Target(host, parts.port or (443 if tls else 80), tls, parts.raw_path, headers)
+    ]
+    if parts.userinfo:
+        user, _, password = parts.userinfo.partition(b":")
+        credentials = base64.b64encode(unquote_to_bytes(user) + b":" + unquote_to_bytes(password))
+        headers.append((b"Authorization", b"Basic " + credentials))
+    return _Target(host, port, tls, parts.raw_path, tuple(headers))
 
 
 class Endpoint:
@@ -231,20 +251,21 @@ class Endpoint:
             while True:
                 event = protocol.next_event()
                 if event is h11.NEED_DATA:
-                    protocol.receive_data(await connection.wire.read())
+                    data = await connection.wire.read()
+                    if not data and not status:
+                        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+                    protocol.receive_data(data)
                 elif isinstance(event, h11.Response):
                     status = event.status_code
                     answer_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
                 elif isinstance(event, h11.Data):
                     head += event.data
-                    if len(head) >= MAX_ANSWER_BYTES:
+                    if len(head) > MAX_ANSWER_BYTES:
                         self._drop()  # the rest is not read: the connection cannot be reused
                         break
                 elif isinstance(event, h11.EndOfMessage):
                     self._done(connection)
                     break
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
                 # h11.InformationalResponse (1xx): the answer follows
         except h11.RemoteProtocolError as e:
             raise httpx.RemoteProtocolError(str(e)) from None
@@ -266,7 +287,7 @@ class Endpoint:
                 server_hostname=target.host if tls else None,
                 happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,  # a dead IPv6 route costs 0.25 s, not the POST
             )
-        except OSError as e:  # refused, unreachable, DNS, TLS (ssl.SSLError is an OSError)
+        except (OSError, ValueError) as e:  # refused, unreachable, DNS, TLS (an OSError too)
             raise httpx.ConnectError(str(e) or type(e).__name__) from None
         self._connection = _Connection(wire, transport, h11.Connection(h11.CLIENT), loop)
         return self._connection
@@ -287,7 +308,10 @@ class Endpoint:
             connection.close()
 
     async def aclose(self) -> None:
+        connection = self._connection
         self._drop()
+        if connection is not None:
+            await connection.wait_closed()
 
 
 def status_result(answer: Answer, service: str) -> DeliveryResult:
@@ -330,6 +354,8 @@ def url_secrets(url: str) -> tuple[str, ...]:
         raise ValueError("not a usable URL") from None
     tail = parts.raw_path.decode("ascii", "replace")
     pieces = [p for p in re.split(r"[/?&=;]", tail) if len(p) >= MIN_TOKEN_CHARS]
+    if parts.userinfo:  # https://user:password@host/
+        pieces += [p for p in parts.userinfo.decode("ascii", "replace").split(":") if p]
     found = {url, str(parts), *pieces, *(unquote(p) for p in pieces)}
     if len(tail) > 1:
         found.add(tail)
