@@ -116,6 +116,8 @@ def test_one_token_span_is_found_alone(text: str, rnd: random.Random) -> None:
         ("Türkçe ağır şişe", "cp1254"),
         ("Lietuvių ąžuolas", "cp1257"),
         ("Ein Mann aß Würstchen 💊 ツ", "cp1252"),  # the page that holds most of it
+        ("🔥 Наши герои знают толк", "cp1251"),  # a character no page holds does not decide
+        ("✓ Ελληνικά κείμενα ❤️", "cp1253"),
     ],
 )
 def test_a_text_is_folded_in_the_page_of_its_script(text: str, page: str) -> None:

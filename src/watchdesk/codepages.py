@@ -136,24 +136,46 @@ def _stand_in(e: UnicodeError) -> tuple[str, int]:
 codecs.register_error("watchdesk.refold", _stand_in)
 
 
+class _Switch(Exception):
+    """Raised by _probe: the character at `position` is in another page."""
+
+    def __init__(self, position: int):
+        super().__init__(position)
+        self.position = position
+
+
+def _probe(e: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: stop at a character another page holds; stand in for one that
+    no page holds (an emoji), so that it does not decide the page."""
+    assert isinstance(e, UnicodeEncodeError)
+    run = e.object[e.start : e.end]
+    for offset, c in enumerate(run):
+        if c in _PAGES_WITH:
+            raise _Switch(e.start + offset)
+    return run.translate(_STAND_INS), e.end
+
+
+codecs.register_error("watchdesk.probe", _probe)
+
+
 def encode(text: str) -> tuple[CodePage, bytes]:
     """`text` encoded a byte per character in the first page (cp1252 first) that holds all
-    of it, else in the page that held the longest prefix, with REFOLD for what it lacks.
+    of it but characters no page holds, else in the page that went furthest; what the page
+    lacks is stood in for (see _StandIns).
 
-    A failed try stops at the first character the page lacks, and only pages holding that
-    character are tried next.
+    A try stops at the first character the page lacks that another page holds, and only
+    pages holding that character are tried next.
     """
     tried: dict[str, int] = {}
     page = best = PAGES[0]
     while True:
         try:
-            return page, codecs.charmap_encode(text, "strict", page.encoding_map)[0]  # type: ignore[arg-type]
-        except UnicodeEncodeError as e:
-            tried[page.name] = e.start
-            if e.start > tried[best.name]:
+            return page, codecs.charmap_encode(text, "watchdesk.probe", page.encoding_map)[0]  # type: ignore[arg-type]
+        except _Switch as e:
+            tried[page.name] = e.position
+            if e.position > tried[best.name]:
                 best = page
-            options = _PAGES_WITH.get(text[e.start], ())
-            nxt = next((p for p in options if p.name not in tried), None)
+            nxt = next((p for p in _PAGES_WITH[text[e.position]] if p.name not in tried), None)
             if nxt is None:
                 break
             page = nxt

@@ -173,7 +173,7 @@ class Analyzed:
         if self._jstarts is None:
             marks = self._lookups  # few lookups: count spaces from the nearest known position
             if len(marks) < 64:
-                k = bisect_right(marks, (pos, 0)) - 1
+                k = bisect_right(marks, (pos, len(self.joined))) - 1  # an entry at pos itself too
                 before, index = marks[k] if k >= 0 else (0, -1)
                 if before != pos:
                     index += self.joined.count(" ", before, pos)
