@@ -93,7 +93,15 @@ def test_code_page_path_agrees_with_its_definition(text: str) -> None:
 
 
 @PROPERTY
-@given(st.one_of(texts, PAGE_TEXT, st.text(alphabet="ab ,", max_size=300)), st.randoms(use_true_random=False))
+@given(
+    st.one_of(
+        texts,
+        PAGE_TEXT,
+        st.text(alphabet="ab ,", max_size=300),  # long gaps between the tokens looked up
+        st.text(alphabet="aßü \u00ad,", max_size=100),  # expansions: ß -> ss, a soft hyphen -> nothing
+    ),
+    st.randoms(use_true_random=False),
+)
 def test_one_token_span_is_found_alone(text: str, rnd: random.Random) -> None:
     full = analyze(text)
     order = list(range(len(full.words)))

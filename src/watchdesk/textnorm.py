@@ -84,14 +84,17 @@ class Analyzed:
     The spans are computed on first use: many articles never need them, most need a few.
     `source` is the folded text a byte per original character (tokens are the runs
     between spaces), or a function that computes every span. `aligned`: `joined` is
-    `source`'s tokens single-spaced, a character per byte (nothing expanded), so the
-    bytes before a token in `joined` tell where it is in `source` (span).
+    `source`'s tokens single-spaced, a character per byte but where `unexpanded` says
+    (the joined bytes before ß became ss and soft hyphens nothing, and the codes that
+    did it), so the letters before a token in `joined` tell where it is in `source`.
     """
 
     __slots__ = (
         "joined",
         "_source",
         "_aligned",
+        "_unexpanded",
+        "_shifts",
         "_words",
         "_starts",
         "_ends",
@@ -101,11 +104,17 @@ class Analyzed:
     )
 
     def __init__(
-        self, joined: str, source: bytes | Callable[[], tuple[list[int], list[int]]], aligned: bool = False
+        self,
+        joined: str,
+        source: bytes | Callable[[], tuple[list[int], list[int]]],
+        aligned: bool = False,
+        unexpanded: Unexpanded | None = None,
     ):
         self.joined = joined  # " w1 w2 ... wn " (a leading and a trailing space)
         self._source = source
         self._aligned = aligned and isinstance(source, bytes)
+        self._unexpanded = unexpanded
+        self._shifts: tuple[list[int], list[int]] | None = None
         self._words: list[str] | None = None
         self._starts: list[int] | None = None
         self._ends: list[int] | None = None
@@ -146,7 +155,8 @@ class Analyzed:
         if self._starts is not None or not self._aligned or len(self._seeks) > 64:
             return self.starts[i], self.ends[i]
         assert isinstance(source, bytes)
-        letters = self._position(i) - 1 - i  # non-space bytes before token i
+        position = self._position(i)
+        letters = position - 1 - i - self._growth_before(position)  # non-space bytes before token i
         seeks = self._seeks
         k = bisect_right(seeks, (i, len(source), 0)) - 1
         index, start, before = seeks[k] if k >= 0 else (-1, 0, 0)
@@ -155,6 +165,16 @@ class Analyzed:
             seeks.insert(k + 1, (i, start, letters))
         end = source.find(b" ", start)
         return start, len(source) if end < 0 else end
+
+    def _growth_before(self, position: int) -> int:
+        """How much longer `joined` is than `source`'s letters before `position`."""
+        if self._unexpanded is None:
+            return 0
+        if self._shifts is None:
+            self._shifts = _shifts(*self._unexpanded)
+        positions, growth = self._shifts
+        k = bisect_left(positions, position)
+        return growth[k - 1] if k else 0
 
     def _position(self, i: int) -> int:
         """Where token `i` starts in `joined`."""
@@ -190,6 +210,29 @@ def _spans(source: bytes, base: int = 0) -> tuple[list[int], list[int]]:
     return starts, list(map(add, starts, filter(None, lengths)))
 
 
+Unexpanded = tuple[bytes, tuple[tuple[bytes, bytes], ...]]
+
+
+def _shifts(unexpanded: bytes, expansions: tuple[tuple[bytes, bytes], ...]) -> tuple[list[int], list[int]]:
+    """Where each expansion code of `unexpanded` ended up in `joined` (after its leading
+    space), and by how much `joined` had grown once past it."""
+    found = []
+    for code, form in expansions:
+        p = unexpanded.find(code)
+        while p >= 0:
+            found.append((p, len(form) - 1))
+            p = unexpanded.find(code, p + 1)
+    found.sort()
+    positions: list[int] = []
+    growth: list[int] = []
+    total = 0
+    for p, delta in found:
+        positions.append(1 + p + total)
+        total += delta
+        growth.append(total)
+    return positions, growth
+
+
 _SPACES = re.compile(b" *")
 
 
@@ -221,8 +264,10 @@ def analyze(text: str) -> Analyzed:
     if page.deletion and page.deletion in source:  # a token of soft hyphens alone is no token
         source = page.lone_deletions.sub(_blank, source)
     if codepages.REFOLD not in source:
-        joined, aligned = _join(page, source)
-        return Analyzed(" " + joined + " ", source, aligned)
+        joined, unexpanded = _join(page, source)
+        return Analyzed(
+            " " + joined + " ", source, True, (unexpanded, page.expansions) if unexpanded else None
+        )
     if source.count(codepages.REFOLD) * 16 > len(source):  # mostly another script: Korean
         tokens = _analyze_reference(text)
         words, starts, ends = zip(*tokens, strict=True) if tokens else ((), (), ())
@@ -234,16 +279,16 @@ def _blank(m: re.Match[bytes]) -> bytes:
     return b" " * len(m.group())
 
 
-def _join(page: codepages.CodePage, source: bytes) -> tuple[str, bool]:
+def _join(page: codepages.CodePage, source: bytes) -> tuple[str, bytes]:
     """The normalised tokens of a folded `source` without REFOLD bytes, space-separated,
-    and whether they are a character per byte of it (no expansion)."""
-    joined = b" ".join(source.split())
-    aligned = True
+    and the joined bytes before expansion if any was made (else b"")."""
+    joined = unexpanded = b" ".join(source.split())
     for code, form in page.expansions:
         if code in joined:
             joined = joined.replace(code, form)
-            aligned = False
-    return codecs.charmap_decode(joined, "strict", page.decoding)[0], aligned
+    return codecs.charmap_decode(joined, "strict", page.decoding)[
+        0
+    ], b"" if joined is unexpanded else unexpanded
 
 
 def _analyze_refolding(text: str, page: codepages.CodePage, source: bytes) -> Analyzed:
@@ -263,10 +308,10 @@ def _analyze_refolding(text: str, page: codepages.CodePage, source: bytes) -> An
         end = source.find(b" ", i)
         end = len(source) if end < 0 else end
         refolded = [(w, start + a, start + b) for w, a, b in _analyze_reference(text[start:end])]
-        joined, gap_aligned = _join(page, source[prev:start])
+        joined, gap_expanded = _join(page, source[prev:start])
         aligned = (
             aligned
-            and gap_aligned
+            and not gap_expanded
             and [(len(w), a, b) for w, a, b in refolded] == [(end - start, start, end)]
         )
         pieces.append(joined)
@@ -274,10 +319,10 @@ def _analyze_refolding(text: str, page: codepages.CodePage, source: bytes) -> An
         parts.append((prev, start, refolded))
         prev = end
         i = source.find(codepages.REFOLD, end)
-    joined, gap_aligned = _join(page, source[prev:])
+    joined, gap_expanded = _join(page, source[prev:])
     pieces.append(joined)
     joined = " " + " ".join(p for p in pieces if p) + " "
-    if aligned and gap_aligned:
+    if aligned and not gap_expanded:
         return Analyzed(joined, source, aligned=True)
 
     def spans() -> tuple[list[int], list[int]]:
