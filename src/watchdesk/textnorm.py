@@ -148,9 +148,9 @@ class Analyzed:
 
     def span(self, i: int) -> tuple[int, int]:
         """Offsets of token `i` in the original text. A few lookups need not compute every
-        token's: the non-space bytes before token i in `source` are those before it in
-        `joined`, and counting spaces (in C) from the nearest token already found gets
-        there (_seek)."""
+        token's: the non-space bytes before token i in `source` are the letters before it
+        in `joined` (less what expansions added), and counting spaces (in C) from the
+        nearest token already found gets there (_seek)."""
         source = self._source
         if self._starts is not None or not self._aligned or len(self._seeks) > 64:
             return self.starts[i], self.ends[i]
@@ -242,7 +242,7 @@ def _seek(source: bytes, start: int, letters: int) -> int:
         end = start + letters
         if end > len(source):
             raise IndexError("token index out of range")
-        letters -= letters - source.count(b" ", start, end)  # the letters passed
+        letters = source.count(b" ", start, end)  # the range held that many fewer letters
         start = end
         if letters:  # a run of separators: one step over it
             start = _SPACES.match(source, start).end()  # type: ignore[union-attr]
@@ -265,9 +265,8 @@ def analyze(text: str) -> Analyzed:
         source = page.lone_deletions.sub(_blank, source)
     if codepages.REFOLD not in source:
         joined, unexpanded = _join(page, source)
-        return Analyzed(
-            " " + joined + " ", source, True, (unexpanded, page.expansions) if unexpanded else None
-        )
+        expanded = (unexpanded, page.expansions) if unexpanded else None
+        return Analyzed(" " + joined + " ", source, aligned=True, unexpanded=expanded)
     if source.count(codepages.REFOLD) * 16 > len(source):  # mostly another script: Korean
         tokens = _analyze_reference(text)
         words, starts, ends = zip(*tokens, strict=True) if tokens else ((), (), ())
@@ -286,9 +285,8 @@ def _join(page: codepages.CodePage, source: bytes) -> tuple[str, bytes]:
     for code, form in page.expansions:
         if code in joined:
             joined = joined.replace(code, form)
-    return codecs.charmap_decode(joined, "strict", page.decoding)[
-        0
-    ], b"" if joined is unexpanded else unexpanded
+    decoded = codecs.charmap_decode(joined, "strict", page.decoding)[0]
+    return decoded, (b"" if joined is unexpanded else unexpanded)
 
 
 def _analyze_refolding(text: str, page: codepages.CodePage, source: bytes) -> Analyzed:
