@@ -177,7 +177,7 @@ class Runtime:
         counts = outbox_store.counts(self.db)
         watchlists = "watchlists broken, last good kept; " if self.watchlist_state.broken else ""
         return (
-            f"{watchlists}{len(feeds)} feeds ({failing} failing); alerts: "
+            f"{watchlists}{len(feeds)} feed{'' if len(feeds) == 1 else 's'} ({failing} failing); alerts: "
             f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead"
         )
 
