@@ -14,6 +14,7 @@ Allowed: global unicast addresses, and the CIDR ranges of `[network] allow`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -137,6 +138,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """Certificates and host names verified against certifi's CA store, as httpx does.
+    Loading the store costs ~14 ms, so one context is made, on first use, and shared by
+    every HTTP client and channel."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 def guarded_transport(
     policy: AddressPolicy, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None
 ) -> httpx.AsyncHTTPTransport:
@@ -146,8 +155,7 @@ def guarded_transport(
     (`_pool`, httpx 0.28) is replaced by one built the same way with our backend;
     tests/test_guard.py::test_transport_pool_canary fails if httpx changes this.
     """
-    # Loading the CA store costs ~14 ms: one context, shared, made only when not given.
-    ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
+    ssl_context = ssl_context or tls_context()
     transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl_context,

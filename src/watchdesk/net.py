@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import email.utils
 import logging
-import ssl
 import time
 import zlib
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from . import __version__
-from .guard import AddressPolicy, AddressRefused, guarded_transport
+from .guard import AddressPolicy, AddressRefused, guarded_transport, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,6 @@ class HttpPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: list[httpx.AsyncClient] = []
         self._client_gates: list[asyncio.Semaphore] = []
-        self._tls: ssl.SSLContext | None = None  # one TLS context for all its clients
         self._global = asyncio.Semaphore(concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
@@ -103,7 +101,7 @@ class HttpPool:
                         max_connections=CONNECTIONS_PER_CLIENT,
                         max_keepalive_connections=CONNECTIONS_PER_CLIENT,
                     ),
-                    ssl_context=self._ssl_context(),
+                    ssl_context=tls_context(),
                 ),
                 headers={"User-Agent": self._user_agent, "Accept-Encoding": "gzip"},
             )
@@ -114,11 +112,6 @@ class HttpPool:
         # At most as many requests per client as it has connections: more would queue inside
         # httpcore, which rescans its waiting requests x connections on every change.
         self._client_gates = [asyncio.Semaphore(CONNECTIONS_PER_CLIENT) for _ in self._clients]
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._tls is None:
-            self._tls = httpx.create_ssl_context(trust_env=False)
-        return self._tls
 
     def _host_gate(self, host: str) -> asyncio.Semaphore:
         gate = self._hosts.get(host)

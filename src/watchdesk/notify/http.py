@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
 import re
 import ssl
 from collections.abc import Mapping
@@ -39,6 +38,7 @@ import h11
 import httpx
 
 from .. import __version__
+from ..guard import tls_context
 from ..models import DeliveryResult
 from ..net import parse_retry_after
 from ..sanitize import one_line
@@ -64,13 +64,6 @@ class Answer:
 KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept for the next POST (httpx's default)
 HAPPY_EYEBALLS_DELAY = 0.25  # RFC 8305, as anyio (under httpx) connects
 UNREAD_LIMIT = 1 << 20  # bytes a peer may send ahead of our reading before we hang up
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """Certificates and host names verified against certifi's CA store, as httpx does;
-    made once (loading the store costs ~14 ms) and shared by every channel."""
-    return httpx.create_ssl_context(trust_env=False)
 
 
 class _Wire(asyncio.Protocol):
