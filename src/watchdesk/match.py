@@ -2,11 +2,11 @@
 
 Compilation parses every query (query.py), interns identical terms, expands each term
 into its spellings (hyphen variants) and puts them all, as normalised token strings, into
-one Aho-Corasick automaton. Matching an article then:
+one set of literal patterns (literals.py). Matching an article then:
 
 1. normalises and tokenises the title and the text once (textnorm.analyze);
-2. runs the automaton once over each field's joined tokens, which finds every occurrence
-   of every literal term, whole tokens only (the patterns are framed by spaces);
+2. scans each field's joined tokens once for all the patterns, which finds every
+   occurrence of every literal term, whole tokens only (the patterns are framed by spaces);
 3. evaluates only the queries whose trigger terms occurred (plus the few that consist of
    regexes only): boolean logic, NEAR, case-sensitive checks and regexes;
 4. for the first `match` query of a watchlist that fires (and no `exclude` query does),
@@ -24,8 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
-import ahocorasick
-
+from .literals import LiteralSet
 from .models import Article, Hit, TermMatch, Watchlist
 from .query import parse_query
 from .querytree import FIELDS, And, Field, Near, Node, Not, Or, Regex, Term, walk
@@ -41,8 +40,8 @@ Evidence = tuple[int, int, int, str]  # field index, start, end, term
 
 @dataclass(frozen=True, slots=True)
 class _Variant:
-    anchor: int  # id of its pattern in the automaton
-    length: int  # len(pattern): the first token starts at end - length + 2
+    anchor: int  # index of its pattern in the LiteralSet
+    length: int  # bytes of the pattern: the first token starts at end - length + 1
     tokens: int
     exact: tuple[str | None, ...] | None  # case-sensitive forms to verify, if any
     prefix: bool
@@ -52,7 +51,7 @@ class _Variant:
 class _Query:
     source: str
     node: Node
-    triggers: frozenset[int] | None  # the query can be true only if one of these occurred
+    triggers: frozenset[int] | None  # anchors: the query can be true only if one of these occurred
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,22 +72,19 @@ class Matcher:
         self._simple: list[bool] = []  # no case-sensitive check: an occurrence is a match
         self._term_anchors: list[tuple[int, ...]] = []
         self._anchors: dict[str, int] = {}
-        self._anchor_terms: list[list[int]] = []
         self._regex: dict[str, re.Pattern[str]] = {}
         self._lists = tuple(self._compile_list(w) for w in watchlists)
-        self._by_term: dict[int, list[int]] = {}
+        by_anchor: list[set[int]] = [set() for _ in self._anchors]
         self._always: list[int] = []
         for index, wl in enumerate(self._lists):
             for q in wl.match:
                 if q.triggers is None:
                     self._always.append(index)
-                for tid in q.triggers or ():
-                    self._by_term.setdefault(tid, []).append(index)
-        self._automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        for pattern, aid in self._anchors.items():
-            self._automaton.add_word(pattern, aid)
-        if self._anchors:
-            self._automaton.make_automaton()
+                for aid in q.triggers or ():
+                    by_anchor[aid].add(index)
+        self._lists_by_anchor = tuple(map(frozenset, by_anchor))  # watchlists an anchor may fire
+        # dicts keep insertion order, which is anchor id order
+        self._literals = LiteralSet([p.encode() for p in self._anchors]) if self._anchors else None
 
     @property
     def stats(self) -> dict[str, int]:
@@ -107,7 +103,10 @@ class Matcher:
                 elif isinstance(sub, Regex):
                     self._regex[sub.pattern] = re.compile(sub.pattern)
             triggers = self._triggers(node)
-            return _Query(source, node, None if triggers is None else frozenset(triggers))
+            if triggers is None:
+                return _Query(source, node, None)
+            anchors = frozenset(aid for tid in triggers for aid in self._term_anchors[tid])
+            return _Query(source, node, anchors)
 
         feeds = frozenset(f.casefold() for f in w.feeds)
         match = tuple(compile_query(q) for q in w.match)
@@ -122,12 +121,9 @@ class Matcher:
         for spelling in term.variants():
             pattern = " " + " ".join(w for w, _ in spelling) + ("" if term.prefix else " ")
             aid = self._anchors.setdefault(pattern, len(self._anchors))
-            if aid == len(self._anchor_terms):
-                self._anchor_terms.append([])
-            self._anchor_terms[aid].append(tid)
             exact = tuple(cs for _, cs in spelling)
             has_exact = any(cs is not None for cs in exact)
-            v = _Variant(aid, len(pattern), len(spelling), exact if has_exact else None, term.prefix)
+            v = _Variant(aid, len(pattern.encode()), len(spelling), exact if has_exact else None, term.prefix)
             variants.append(v)
         self._variants.append(tuple(variants))
         self._simple.append(all(v.exact is None for v in variants))
@@ -166,10 +162,8 @@ class Matcher:
         return [wl.watchlist.name for wl, _ in self._fired(_Run(self, article), feed_name, feed_tags)]
 
     def _fired(self, run: _Run, feed_name: str, feed_tags: Iterable[str]) -> Iterator[tuple[_List, _Query]]:
-        present = run.present_terms()
-        candidates = set(self._always)
-        for tid in present:
-            candidates.update(self._by_term.get(tid, ()))
+        present = run.present_anchors()
+        candidates = set(self._always).union(*map(self._lists_by_anchor.__getitem__, present))
         scopes = {feed_name.casefold(), *(t.casefold() for t in feed_tags)}
         for index in sorted(candidates):
             wl = self._lists[index]
@@ -194,26 +188,15 @@ class _Run:
         self.found: dict[str, dict[int, list[int]]] = {}
         for name, text in self.texts.items():
             a = self.fields[name] = analyze(text)
-            found: dict[int, list[int]] = {}
-            if matcher._anchors and len(a.joined) > 2:  # not empty
-                for end, aid in matcher._automaton.iter(a.joined):
-                    ends = found.get(aid)
-                    if ends is None:
-                        found[aid] = [end]
-                    else:
-                        ends.append(end)
-            self.found[name] = found
+            literals = matcher._literals
+            self.found[name] = literals.find(a.encoded) if literals and len(a.joined) > 2 else {}
         self._occ: dict[tuple[int, str], list[tuple[int, int]]] = {}
         self._spans: dict[tuple[int, str], list[Span]] = {}
         self._windows: dict[tuple[int, int, int], Window] = {}
 
-    def present_terms(self) -> set[int]:
-        """Terms with at least one candidate occurrence (before case-sensitive checks)."""
-        out: set[int] = set()
-        for found in self.found.values():
-            for aid in found:
-                out.update(self.m._anchor_terms[aid])
-        return out
+    def present_anchors(self) -> set[int]:
+        """Patterns found in some field (before case-sensitive checks)."""
+        return set().union(*self.found.values())
 
     def fires(self, q: _Query, present: set[int]) -> bool:
         if q.triggers is not None and q.triggers.isdisjoint(present):
@@ -229,7 +212,7 @@ class _Run:
         out = []
         for v in self.m._variants[tid]:
             for end in found.get(v.anchor, ()):
-                i = a.token_at(end - v.length + 2)
+                i = a.token_at(end - v.length + 1)
                 if v.exact is None or _verify(text, a, i, v):
                     out.append((i, i + v.tokens - 1))
         self._occ[key] = out = sorted(set(out))
@@ -255,8 +238,11 @@ class _Run:
             return not self.true(node.child, scope)
         if isinstance(node, Field):
             return self.true(node.child, (node.name,))
-        if isinstance(node, Near):
-            return any(self.spans(node, f) for f in scope)
+        if isinstance(node, Near):  # both operands occur (cheap to know) and near each other
+            return any(
+                self.true(node.left, (f,)) and self.true(node.right, (f,)) and self.spans(node, f)
+                for f in scope
+            )
         return any(next(self.regex(node, f), None) for f in scope)
 
     def regex(self, node: Regex, field: str) -> Iterator[re.Match[str]]:

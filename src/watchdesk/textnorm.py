@@ -12,8 +12,9 @@ harakat, variation selectors), a few letters without a decomposition mapped to t
 (ł ø đ ħ ı ŧ). The result stays decomposed (NFKD), so canonically equivalent spellings
 (precomposed or combining accents, Hangul syllables or jamo) give the same token.
 
-``analyze(text)`` returns the normalised tokens joined by single spaces (what the
-Aho-Corasick automaton scans) and each token's character offsets in the *original* text.
+``analyze(text)`` returns the normalised tokens joined by single spaces (in UTF-8, what
+the matcher's literal patterns are looked for in) and each token's character offsets in
+the *original* text.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Analyzed:
 
     __slots__ = (
         "joined",
+        "_encoded",
         "_source",
         "_aligned",
         "_unexpanded",
@@ -99,6 +101,7 @@ class Analyzed:
         "_starts",
         "_ends",
         "_jstarts",
+        "_bstarts",
         "_lookups",
         "_seeks",
     )
@@ -118,9 +121,18 @@ class Analyzed:
         self._words: list[str] | None = None
         self._starts: list[int] | None = None
         self._ends: list[int] | None = None
+        self._encoded: bytes | None = None
         self._jstarts: list[int] | None = None  # every token's position in joined
-        self._lookups: list[tuple[int, int]] = []  # (position in joined, token index)
+        self._bstarts: list[int] | None = None  # every token's position in encoded
+        self._lookups: list[tuple[int, int, int]] = []  # (position in encoded, token index, in joined)
         self._seeks: list[tuple[int, int, int]] = []  # (token index, start in source, letters before)
+
+    @property
+    def encoded(self) -> bytes:
+        """`joined` in UTF-8: what the literal patterns are looked for in."""
+        if self._encoded is None:
+            self._encoded = self.joined.encode()
+        return self._encoded
 
     @property
     def words(self) -> list[str]:
@@ -180,7 +192,7 @@ class Analyzed:
         """Where token `i` starts in `joined`."""
         if self._jstarts is None:
             k = bisect_right(self._lookups, i, key=itemgetter(1)) - 1  # by position is by index
-            pos, index = self._lookups[k] if k >= 0 else (1, 0)
+            _, index, pos = self._lookups[k] if k >= 0 else (1, 0, 1)
             if i - index <= 16:  # a few tokens on from one looked up (a phrase's last word)
                 for _ in range(i - index):
                     pos = self.joined.index(" ", pos) + 1
@@ -189,18 +201,24 @@ class Analyzed:
         return self._jstarts[i]
 
     def token_at(self, pos: int) -> int:
-        """Index of the token that starts at `pos` in `joined`."""
-        if self._jstarts is None:
+        """Index of the token that starts at byte `pos` of `encoded`."""
+        if self._bstarts is None:
             marks = self._lookups  # few lookups: count spaces from the nearest known position
             if len(marks) < 64:
-                k = bisect_right(marks, (pos, len(self.joined))) - 1  # an entry at pos itself too
-                before, index = marks[k] if k >= 0 else (0, -1)
+                encoded = self.encoded
+                k = bisect_right(marks, (pos, sys.maxsize)) - 1  # an entry at pos itself too
+                before, index, char = marks[k] if k >= 0 else (0, -1, 0)
                 if before != pos:
-                    index += self.joined.count(" ", before, pos)
-                    marks.insert(k + 1, (pos, index))
+                    index += encoded.count(b" ", before, pos)
+                    if len(encoded) == len(self.joined):  # ASCII: a byte is a character
+                        char = pos
+                    else:
+                        char += len(encoded[before:pos].decode())
+                    marks.insert(k + 1, (pos, index, char))
                 return index
-            self._jstarts = list(accumulate(map((1).__add__, map(len, self.words)), initial=1))
-        return bisect_left(self._jstarts, pos)
+            lengths = self.encoded[1:-1].split(b" ")
+            self._bstarts = list(accumulate(map((1).__add__, map(len, lengths)), initial=1))
+        return bisect_left(self._bstarts, pos)
 
 
 def _spans(source: bytes, base: int = 0) -> tuple[list[int], list[int]]:
