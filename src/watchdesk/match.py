@@ -165,13 +165,16 @@ class Matcher:
         present = run.present_anchors()
         candidates = set(self._always).union(*map(self._lists_by_anchor.__getitem__, present))
         scopes = {feed_name.casefold(), *(t.casefold() for t in feed_tags)}
+        fires = run.fires
         for index in sorted(candidates):
             wl = self._lists[index]
             if wl.feeds and wl.feeds.isdisjoint(scopes):
                 continue
-            fired = next((q for q in wl.match if run.fires(q, present)), None)
-            if fired and not any(run.fires(q, present) for q in wl.exclude):
-                yield wl, fired
+            for q in wl.match:
+                if fires(q, present):
+                    if not any(fires(x, present) for x in wl.exclude):
+                        yield wl, q
+                    break
 
 
 def compile_matcher(watchlists: Sequence[Watchlist]) -> Matcher:
@@ -273,9 +276,9 @@ class _Run:
         if isinstance(node, Term):
             for f in scope:
                 occ = self.occurrences(self.m._tid[id(node)], f)
-                if occ:
+                if occ:  # in order: the first MAX_MATCHES_PER_TERM are the ones a Hit keeps
                     a, k = self.fields[f], FIELDS.index(f)
-                    out += [(k, a.span(i)[0], a.span(j)[1], node.text) for i, j in occ]
+                    out += [(k, *_offsets(a, i, j), node.text) for i, j in occ[:MAX_MATCHES_PER_TERM]]
         elif isinstance(node, And | Or):
             for child in node.children:
                 if isinstance(node, And) or self.true(child, scope):
@@ -285,8 +288,12 @@ class _Run:
         elif isinstance(node, Near):
             for f in scope:
                 a, k = self.fields[f], FIELDS.index(f)
-                parts = {p for span in self.spans(node, f) for p in span[2]}
-                out += [(k, a.span(i)[0], a.span(j)[1], _label(t)) for t, i, j in parts]
+                parts = sorted({(i, j, _label(t)) for span in self.spans(node, f) for t, i, j in span[2]})
+                per_term: dict[str, int] = {}
+                for i, j, label in parts:
+                    per_term[label] = n = per_term.get(label, 0) + 1
+                    if n <= MAX_MATCHES_PER_TERM:
+                        out.append((k, *_offsets(a, i, j), label))
         elif isinstance(node, Regex):
             for f in scope:
                 k, label = FIELDS.index(f), f"/{node.pattern}/"
@@ -315,6 +322,12 @@ class _Run:
 
 def _order(span: Span) -> tuple[int, int]:
     return span[0], span[1]
+
+
+def _offsets(a: Analyzed, i: int, j: int) -> tuple[int, int]:
+    """Where tokens i..j are in the original text."""
+    start, end = a.span(i)
+    return (start, a.span(j)[1] if j != i else end)
 
 
 def _label(node: Node) -> str:
