@@ -7,8 +7,9 @@ are extracted once with trafilatura.extract (as the pipeline does). Synthetic wa
 of 10, 1,000 and 10,000 terms are then compiled and every article is matched against
 each, best of N rounds. Two term mixes:
 
-  realistic  most terms are specific words the articles rarely contain (invented names
-             and rare words), a tenth are words from the corpus itself: hits are rare;
+  realistic  most terms are specific words the articles do not contain (invented names),
+             a tenth are rare words of the corpus itself: 10 terms fire nothing, 1,000
+             fire 0.5 watchlists per article and 10,000 fire 6;
   stress     every term is a word or bigram of the corpus (not the 100 most frequent):
              many terms occur in every article and many watchlists fire.
 
