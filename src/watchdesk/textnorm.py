@@ -53,6 +53,8 @@ def fold_exact(text: str) -> str:
 def exact_forms(text: str, case_sensitive: tuple[str, ...]) -> tuple[str | None, ...]:
     """Per token of `text`: its case-kept form (fold_exact) where a run of tokens is spelled
     exactly like an entry of `case_sensitive` (a word or a phrase), else None; () if none."""
+    if not case_sensitive:
+        return ()
     written = _case_kept(text)
     forms: list[str | None] = [None] * len(written)
     for entry in _exact_entries(case_sensitive):
