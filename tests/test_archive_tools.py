@@ -141,3 +141,103 @@ def test_fts_expression(query: str, expected: str | None) -> None:
 def test_any_of_watchlist_queries() -> None:
     assert any_of(["fentanyl", "carfentanil"]) == '("fentanyl") OR ("carfentanil")'
     assert any_of(["fentanyl", "/x+/"]) is None
+
+
+# ---- what try says, and tools that a broken watchlist does not stop -------------------
+
+
+def test_try_a_watchlist_limited_to_feeds(tmp_path: Path) -> None:
+    feeds = [
+        {"url": "http://127.0.0.1:9/a.xml", "name": "Metro"},
+        {"url": "http://127.0.0.1:9/b.xml", "name": "Sport"},
+    ]
+    config = write_config(tmp_path, feeds, {"metro": "match = ['fentanyl']\nfeeds = ['Metro']\n"})
+    as_any = run("--config", str(config), "try", "metro", "--text", "fentanyl seized")
+    assert as_any.returncode == 0, as_any.stdout + as_any.stderr
+    assert "applies only to feeds Metro; tried as if from one of them" in as_any.stderr
+    assert (
+        run("--config", str(config), "try", "metro", "--text", "fentanyl", "--feed", "metro").returncode == 0
+    )
+    other = run("--config", str(config), "try", "metro", "--text", "fentanyl", "--feed", "Sport")
+    assert other.returncode == 1 and other.stdout.startswith("no match for metro")
+    unknown = run("--config", str(config), "try", "metro", "--text", "fentanyl", "--feed", "Nope")
+    assert unknown.returncode == 2 and "no feed 'Nope' (configured: Metro, Sport)" in unknown.stderr
+
+
+def test_try_a_misspelled_watchlist_name_says_it_was_taken_as_a_query(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [], {"opioids": "match = ['fentanyl']\n"})
+    result = run("--config", str(config), "try", "opiods", "--text", "fentanyl")
+    assert result.returncode == 1
+    assert (
+        "'opiods' is no watchlist name, so it was tried as a query (did you mean 'opioids'?)" in result.stderr
+    )
+
+
+def test_try_a_disabled_watchlist_by_name(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [], {"paused": "match = ['fentanyl']\nenabled = false\n"})
+    result = run("--config", str(config), "try", "paused", "--text", "fentanyl")
+    assert result.returncode == 0 and "match: paused: fentanyl" in result.stdout
+    assert "paused.toml is disabled (enabled = false); tried anyway" in result.stderr
+
+
+def test_try_says_which_exclude_query_vetoed_the_match(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [], {"o": "match = ['fentanyl']\nexclude = ['naloxone', 'patch*']\n"})
+    result = run("--config", str(config), "try", "o", "--text", "Fentanyl patches recalled")
+    assert result.returncode == 1
+    assert result.stdout.strip() == (
+        "no match for o: match query 'fentanyl' matches, but exclude query 'patch*' vetoes it"
+    )
+
+
+def test_try_a_page_without_text_says_so(tmp_path: Path) -> None:
+    page = tmp_path / "plain.txt"
+    page.write_text("fentanyl " * 50)
+    result = run("try", "fentanyl", "--file", str(page))
+    assert result.returncode == 1
+    assert (
+        "note: no text extracted (" in result.stderr and "only the page's title was matched" in result.stderr
+    )
+
+
+def test_try_title_only_goes_with_text() -> None:
+    result = run("try", "fentanyl", "--file", str(STORY / "article.html"), "--title", "x")
+    assert result.returncode == 2 and "--title goes with --text" in result.stderr
+
+
+def test_a_broken_watchlist_does_not_stop_the_tools(archive: Path) -> None:
+    folder = archive.parent / "watchlists"
+    (folder / "broken.toml").write_text("match = ['fentanyl AND (pills']\n")
+    (folder / "opioids.toml").write_text("match = ['fentanyl']\n")
+    assert run("--config", str(archive), "check").returncode == 2  # the daemon would not start
+    tried = run("--config", str(archive), "try", "fentanyl", "--text", "fentanyl")
+    assert tried.returncode == 0
+    assert "warning: watchlist left out: " in tried.stderr and "broken.toml:1" in tried.stderr
+    found = run("--config", str(archive), "search", "fentanyl")
+    assert found.returncode == 0 and "Task force shuts down darknet drug market" in found.stdout
+    assert run("--config", str(archive), "rematch", "opioids").returncode == 0
+    broken = run("--config", str(archive), "try", "broken", "--text", "fentanyl")  # its own problem, in full
+    assert (
+        broken.returncode == 2 and "broken.toml:1: match query 'fentanyl AND (pills', column" in broken.stderr
+    )
+
+
+def test_search_without_a_match_exits_1(archive: Path) -> None:
+    result = run("--config", str(archive), "search", "heroin")
+    assert result.returncode == 1 and result.stdout == "" and "no matches" in result.stderr
+
+
+def test_a_watchlist_named_query_can_be_rematched(archive: Path) -> None:
+    (archive.parent / "watchlists" / "query.toml").write_text("match = ['fentanyl']\n")
+    result = run("--config", str(archive), "rematch", "query")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("query: 1 candidate entries, 1 new hits")
+
+
+def test_rematch_counts_the_candidates_it_scans(archive: Path) -> None:
+    from watchdesk.store import entries, open_db
+
+    db = open_db(archive.parent / "watchdesk.db")
+    for fts in (None, any_of(["fentanyl"]), any_of(["lakers"]), any_of(["nothing-stored"])):
+        for since in (None, 0.0, 4e9):
+            expected = len(list(entries.stored_entries(db, fts=fts, since=since)))
+            assert entries.count_entries(db, fts=fts, since=since) == expected, (fts, since)

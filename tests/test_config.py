@@ -153,7 +153,7 @@ def test_watchlist_feeds_must_name_a_feed_or_tag(tmp_path: Path) -> None:
     path = make(
         tmp_path,
         '[[feed]]\nurl = "https://example.org/f"\nname = "Ex"\ntags = ["wires"]\n',
-        {"w": "match = ['x']\nfeeds = ['Ex', 'wires', 'nosuch']\n"},
+        {"w": "match = ['x']\nfeeds = ['Ex', 'WIRES', 'ex', 'nosuch']\n"},
     )
     with pytest.raises(ConfigError) as e:
         load_config(path)

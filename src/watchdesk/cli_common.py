@@ -22,13 +22,19 @@ def setup_logging(level: str) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def load(ctx: click.Context, *, check_secrets: bool = True) -> Config:
+def load(ctx: click.Context, *, check_secrets: bool = True, tool: bool = False) -> Config:
+    """The config, or exit 2 listing its problems. A hand-run `tool` goes on without the
+    watchlist files that have problems, and says which it left out."""
     try:
-        config = load_config(find_config(ctx.obj["config"]), check_secrets=check_secrets)
+        config = load_config(
+            find_config(ctx.obj["config"]), check_secrets=check_secrets, broken_watchlists_ok=tool
+        )
     except ConfigError as e:
         for problem in e.problems:
             click.echo(str(problem), err=True)
         ctx.exit(2)
+    for problem in config.watchlist_problems:
+        click.echo(f"warning: watchlist left out: {problem}", err=True)
     setup_logging(ctx.obj["log_level"] or config.log_level)
     return config
 
@@ -58,4 +64,4 @@ def has_config(ctx: click.Context) -> bool:
 
 def optional_config(ctx: click.Context) -> Config | None:
     """The config when one is given or found; tools that work without one take None."""
-    return load(ctx, check_secrets=False) if has_config(ctx) else None
+    return load(ctx, check_secrets=False, tool=True) if has_config(ctx) else None

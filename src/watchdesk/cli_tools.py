@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -69,7 +69,7 @@ def notify_test(ctx: click.Context, channel: str) -> None:
     from .models import Alert
     from .notify import ChannelNotAvailable, build_channel
 
-    config = load(ctx)
+    config = load(ctx, tool=True)
     if channel not in config.channels:
         click.echo(
             f"watchdesk: no channel {channel!r} (defined: {', '.join(sorted(config.channels))})", err=True
@@ -120,7 +120,10 @@ def _query_error(ctx: click.Context, query: str, e: QuerySyntaxError) -> None:
 @click.option("--text", "text", help="Match this text.")
 @click.option("--file", "file", type=click.Path(dir_okay=False), help="Match this HTML page, extracted.")
 @click.option("--url", "url", help="Fetch this page as the daemon would, extract it and match it.")
-@click.option("--title", default="", help="A title to match with --text.")
+@click.option("--title", default=None, help="A title to match with --text.")
+@click.option(
+    "--feed", "feed", metavar="NAME", help="Match as if from this configured feed (its name and tags)."
+)
 @click.option("--json", "as_json", is_flag=True, help="The result as JSON.")
 @click.pass_context
 def try_(
@@ -129,59 +132,91 @@ def try_(
     text: str | None,
     file: str | None,
     url: str | None,
-    title: str,
+    title: str | None,
+    feed: str | None,
     as_json: bool,
 ) -> None:
     """Dry run: does a query (or a watchlist, by name or file) match, where, and why.
 
-    Exit status: 0 when it matches, 1 when it does not, 2 on an error.
+    A watchlist limited to some feeds is tried as if the text came from one of them,
+    unless --feed names the feed. Exit status: 0 when it matches, 1 when it does not,
+    2 on an error.
     """
+    from .extract import extract_page
     from .match import compile_matcher
-    from .models import Article
-    from .tools import fetch_page_once, page_article, watchlist_for
+    from .tools import article_from_extraction, fetch_page_once, reason_for_no_hit, watchlist_for
 
     if sum(x is not None for x in (text, file, url)) != 1:
         raise click.UsageError("give exactly one of --text, --file, --url")
+    if title is not None and text is None:
+        raise click.UsageError("--title goes with --text (a page's title is its own)")
     config = optional_config(ctx)
     try:
-        watchlist = watchlist_for(config, query_or_watchlist)
+        chosen = watchlist_for(config, query_or_watchlist)
+        watchlist = chosen.watchlist
         matcher = compile_matcher([watchlist])
     except ValueError as e:
         click.echo(f"watchdesk: {e}", err=True)
         ctx.exit(2)
     except QuerySyntaxError as e:
         _query_error(ctx, query_or_watchlist, e)
+    notes = list(chosen.notes)
+    feed_name: str = ""
+    feed_tags: tuple[str, ...] = ()
+    if feed is not None:
+        found = [f for f in config.feeds if f.name.casefold() == feed.casefold()] if config else []
+        if not found:
+            known = ", ".join(f.name for f in config.feeds) if config else "no config"
+            click.echo(f"watchdesk: no feed {feed!r} (configured: {known or 'none'})", err=True)
+            ctx.exit(2)
+        feed_name, feed_tags = found[0].name, found[0].tags
+    elif watchlist.feeds:
+        notes.append(
+            f"watchlist {watchlist.name!r} applies only to feeds {', '.join(watchlist.feeds)}; "
+            "tried as if from one of them (--feed NAME tries a given feed)"
+        )
+        matcher = compile_matcher([replace(watchlist, feeds=())])
     if text is not None:
-        article = Article(title=title, text=text)
-    elif file is not None:
-        try:
-            article = page_article(Path(file).read_bytes(), None)
-        except OSError as e:
-            click.echo(f"watchdesk: cannot read {file}: {e.strerror}", err=True)
-            ctx.exit(2)
+        article = Article(title=title or "", text=text)
     else:
-        assert url is not None
-        page = asyncio.run(fetch_page_once(url, config))
-        if page.body is None:
-            click.echo(f"watchdesk: {url}: {page.reason}", err=True)
-            ctx.exit(2)
-        article = page_article(page.body, page.url)
-    hits = matcher.match(article)
+        if file is not None:
+            try:
+                body, page_url = Path(file).read_bytes(), None
+            except OSError as e:
+                click.echo(f"watchdesk: cannot read {file}: {e.strerror}", err=True)
+                ctx.exit(2)
+        else:
+            assert url is not None
+            page = asyncio.run(fetch_page_once(url, config))
+            if page.body is None:
+                click.echo(f"watchdesk: {url}: {page.reason}", err=True)
+                ctx.exit(2)
+            body, page_url = page.body, page.url
+        extraction = extract_page(body, page_url)
+        if not extraction.text:
+            notes.append(f"no text extracted ({extraction.reason}); only the page's title was matched")
+        article = article_from_extraction(extraction, page_url)
+    for note in notes:
+        click.echo(f"note: {one_line(note)}", err=True)
+    hits = matcher.match(article, feed_name=feed_name, feed_tags=feed_tags)
+    name = watchlist.name if not chosen.is_query else query_or_watchlist
     if as_json:
         click.echo(
             json.dumps(
-                {"matches": bool(hits), "hits": [_hit_json(h, article) for h in hits]}, ensure_ascii=False
+                {"matches": bool(hits), "hits": [_hit_json(h, article) for h in hits], "notes": notes},
+                ensure_ascii=False,
             )
         )
     elif not hits:
-        click.echo(
-            f"no match for {one_line(watchlist.name if watchlist.name != 'query' else query_or_watchlist)}"
-        )
+        reason = reason_for_no_hit(watchlist, article)
+        click.echo(f"no match for {one_line(name)}" + (f": {one_line(reason)}" if reason else ""))
     for hit in [] if as_json else hits:
         click.echo(f"match: {hit.watchlist}: {one_line(hit.query)}")
         for term in hit.terms:
-            found = (article.title if term.field == "title" else article.text)[term.start : term.end]
-            click.echo(f"  {term.field} {term.start}-{term.end}: {one_line(found)!r} ({one_line(term.term)})")
+            found_text = (article.title if term.field == "title" else article.text)[term.start : term.end]
+            click.echo(
+                f"  {term.field} {term.start}-{term.end}: {one_line(found_text)!r} ({one_line(term.term)})"
+            )
         click.echo(f"  snippet: {one_line(marked(hit.snippet, hit.snippet_marks, '[', ']'))}")
     ctx.exit(0 if hits else 1)
 
@@ -213,26 +248,28 @@ def _hit_json(hit: Hit, article: Article) -> dict[str, object]:
 def rematch(ctx: click.Context, watchlist: str, since: str | None, notify: bool) -> None:
     """Apply a (new or edited) watchlist to stored articles and store its hits."""
     from .store import entries as entry_store
+    from .tools import candidates_query, watchlist_for
     from .tools import rematch as run_rematch
-    from .tools import watchlist_for
 
-    config = load(ctx, check_secrets=False)
+    config = load(ctx, check_secrets=False, tool=True)
     try:
-        chosen = watchlist_for(config, watchlist)
+        picked = watchlist_for(config, watchlist)
     except ValueError as e:
         click.echo(f"watchdesk: {e}", err=True)
         ctx.exit(2)
-    if chosen.name == "query":
+    if picked.is_query:
         known = ", ".join(w.name for w in config.watchlists) or "none"
         click.echo(
             f"watchdesk: no watchlist {watchlist!r} (configured: {known}; or give a .toml file)", err=True
         )
         ctx.exit(2)
+    for note in picked.notes:
+        click.echo(f"note: {one_line(note)}", err=True)
+    chosen = picked.watchlist
     db = open_db(config.database)
     window = since_option(since)
-    with click.progressbar(
-        length=entry_store.count_entries(db, since=window), label="rematch", file=sys.stderr
-    ) as bar:
+    candidates = entry_store.count_entries(db, fts=candidates_query(chosen), since=window)
+    with click.progressbar(length=candidates, label="rematch", file=sys.stderr) as bar:
         summary = run_rematch(
             db, config, chosen, since=window, notify=notify, now=time.time(), progress=bar.update
         )
@@ -250,11 +287,14 @@ def rematch(ctx: click.Context, watchlist: str, since: str | None, notify: bool)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
 @click.pass_context
 def search(ctx: click.Context, query: str, since: str | None, limit: int, as_json: bool) -> None:
-    """Search the stored archive with the watchlist language, newest first."""
+    """Search the stored archive with the watchlist language, most recently stored first.
+
+    Exit status: 0 when something matches, 1 when nothing does, 2 on an error.
+    """
     from .query import parse_query
     from .tools import search as run_search
 
-    config = load(ctx, check_secrets=False)
+    config = load(ctx, check_secrets=False, tool=True)
     try:
         parse_query(query)
     except QuerySyntaxError as e:
@@ -272,8 +312,10 @@ def search(ctx: click.Context, query: str, since: str | None, limit: int, as_jso
         click.echo(f"{published}  {one_line(stored.feed_name)}  {one_line(a.title)}")
         click.echo(f"    {one_line(a.url or '')}")
         click.echo(f"    {one_line(marked(hit.snippet, hit.snippet_marks, '[', ']'))}")
-    if not found and not as_json:
-        click.echo("no matches", err=True)
+    if not found:
+        if not as_json:
+            click.echo("no matches", err=True)
+        ctx.exit(1)
 
 
 COMMANDS = (extract, notify_test, try_, rematch, search)

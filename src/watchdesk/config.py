@@ -181,6 +181,7 @@ class Config:
     feeds: tuple[FeedConfig, ...] = ()
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
     watchlists: tuple[Watchlist, ...] = ()
+    watchlist_problems: tuple[Problem, ...] = ()  # only with load_config(broken_watchlists_ok=True)
 
 
 # ---- loading --------------------------------------------------------------------------
@@ -201,8 +202,12 @@ def find_config(explicit: str | None) -> Path:
     )
 
 
-def load_config(path: Path, *, check_secrets: bool = True) -> Config:
-    """Read the main file and every watchlist; raise ConfigError listing every problem."""
+def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok: bool = False) -> Config:
+    """Read the main file and every watchlist; raise ConfigError listing every problem.
+
+    With `broken_watchlists_ok` (the hand-run tools), a watchlist file with problems is left
+    out and its problems kept in `Config.watchlist_problems` instead: one broken file must
+    not stop `try` from helping to fix it, nor `search` from working."""
     problems: list[Problem] = []
     read = read_toml(path, problems)
     if read is None:
@@ -226,7 +231,7 @@ def load_config(path: Path, *, check_secrets: bool = True) -> Config:
 
     watch_dir = base / top.get("watchlists", "watchlists/")
     watchlists, wl_problems = load_watchlists(watch_dir, channels, feeds)
-    problems = c.problems + wl_problems
+    problems = c.problems + ([] if broken_watchlists_ok else wl_problems)
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
     return Config(
@@ -240,6 +245,7 @@ def load_config(path: Path, *, check_secrets: bool = True) -> Config:
         feeds=tuple(feeds),
         channels=channels,
         watchlists=tuple(watchlists),
+        watchlist_problems=tuple(wl_problems) if broken_watchlists_ok else (),
     )
 
 

@@ -3,9 +3,11 @@ watchlist over the archive, search the archive. The CLI renders what these retur
 
 from __future__ import annotations
 
+import difflib
+import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,7 +15,7 @@ import sqlite_utils
 
 from .articles import ArticleFetcher, Page
 from .config import Config, NetworkConfig
-from .extract import Extraction, extract_page
+from .extract import Extraction
 from .match import compile_matcher
 from .models import Article, Hit, Watchlist
 from .narrow import any_of
@@ -49,29 +51,73 @@ def article_from_extraction(extraction: Extraction, url: str | None) -> Article:
     )
 
 
-def page_article(body: bytes, url: str | None) -> Article:
-    """The Article the daemon would match for this page."""
-    return article_from_extraction(extract_page(body, url), url)
+@dataclass(frozen=True)
+class Chosen:
+    """What a tool's WATCHLIST-or-QUERY argument was taken to be."""
+
+    watchlist: Watchlist
+    is_query: bool = False
+    notes: tuple[str, ...] = ()  # said to the user: a disabled watchlist, a likely typo
 
 
-def watchlist_for(config: Config | None, name_or_query: str) -> Watchlist:
-    """A configured watchlist by name, a watchlist file by path, or else a query.
+_BARE_NAME = re.compile(r"[\w.-]+")
+
+
+def watchlist_for(config: Config | None, name_or_query: str) -> Chosen:
+    """A configured watchlist by name (a disabled one too), a watchlist file by path, or
+    else a query; a bare word that is no watchlist name is tried as a query, with a note.
 
     Raises ValueError listing the problems of a watchlist file that has any.
     """
     if config is not None:
         for w in config.watchlists:
             if w.name == name_or_query:
-                return w
-    path = Path(name_or_query)
-    if name_or_query.endswith(".toml") and path.is_file():
-        channels = config.channels if config else {"console": None}
-        scopes = feed_scopes(config.feeds) if config else set()
-        watchlist, problems = load_watchlist_file(path, channels, scopes)
-        if watchlist is None:
-            raise ValueError("\n".join(str(p) for p in problems) or f"{path}: the watchlist is disabled")
-        return watchlist
-    return Watchlist("query", (name_or_query,))
+                return Chosen(w)
+        own = config.watchlists_dir / f"{name_or_query}.toml"
+        if _BARE_NAME.fullmatch(name_or_query) and own.is_file():  # broken or disabled
+            return _from_file(config, own)
+    if name_or_query.endswith(".toml") and Path(name_or_query).is_file():
+        return _from_file(config, Path(name_or_query))
+    notes: tuple[str, ...] = ()
+    if config is not None and _BARE_NAME.fullmatch(name_or_query):
+        names = [w.name for w in config.watchlists]
+        close = difflib.get_close_matches(name_or_query, names, n=1, cutoff=0.75)
+        notes = (
+            f"{name_or_query!r} is no watchlist name, so it was tried as a query"
+            + (f" (did you mean {close[0]!r}?)" if close else ""),
+        )
+    return Chosen(Watchlist("query", (name_or_query,)), is_query=True, notes=notes)
+
+
+def _from_file(config: Config | None, path: Path) -> Chosen:
+    channels = config.channels if config else {"console": None}
+    scopes = feed_scopes(config.feeds) if config else set()
+    watchlist, problems = load_watchlist_file(path, channels, scopes, disabled_too=True)
+    if watchlist is None:
+        raise ValueError("\n".join(str(p) for p in problems))
+    enabled, _ = load_watchlist_file(path, channels, scopes)
+    return Chosen(
+        watchlist, notes=() if enabled else (f"{path} is disabled (enabled = false); tried anyway",)
+    )
+
+
+def reason_for_no_hit(watchlist: Watchlist, article: Article) -> str | None:
+    """Why a watchlist does not match an article its match queries do match: the exclude
+    query that vetoes it. None when no match query matches."""
+    if not watchlist.exclude:
+        return None
+    unvetoed = compile_matcher([replace(watchlist, exclude=())]).match(article)
+    if not unvetoed:
+        return None
+    for query in watchlist.exclude:
+        if compile_matcher([replace(watchlist, match=(query,), exclude=())]).match(article):
+            return f"match query {unvetoed[0].query!r} matches, but exclude query {query!r} vetoes it"
+    return None  # not reached: an exclude query matched
+
+
+def candidates_query(watchlist: Watchlist) -> str | None:
+    """The FTS5 query that narrows stored entries to those the watchlist may match."""
+    return any_of(watchlist.match, watchlist.case_sensitive_terms)
 
 
 @dataclass
@@ -99,9 +145,7 @@ def rematch(
     matcher = compile_matcher([watchlist])
     tags = {f.url: f.tags for f in config.feeds}
     summary = RematchSummary()
-    for stored in entry_store.stored_entries(
-        db, fts=any_of(watchlist.match, watchlist.case_sensitive_terms), since=since
-    ):
+    for stored in entry_store.stored_entries(db, fts=candidates_query(watchlist), since=since):
         summary.scanned += 1
         progress(1)
         for hit in matcher.match(

@@ -59,9 +59,10 @@ def feed_scopes(feeds: Iterable[FeedLike]) -> set[str]:
 
 
 def load_watchlist_file(
-    file: Path, channels: Collection[str], scopes: Collection[str]
+    file: Path, channels: Collection[str], scopes: Collection[str], *, disabled_too: bool = False
 ) -> tuple[Watchlist | None, list[Problem]]:
-    """One watchlist file; None (and the problems) when it has any, or is disabled."""
+    """One watchlist file; None (and the problems) when it has any, or is disabled (unless
+    `disabled_too`: the hand-run tools try a disabled watchlist when asked by name)."""
     problems: list[Problem] = []
     read = read_toml(file, problems)
     if read is None:
@@ -84,11 +85,12 @@ def load_watchlist_file(
         if chan not in channels:
             known = ", ".join(sorted(channels))
             c.add(("notify", i), f"notify names unknown channel {chan!r} (defined: {known})")
+    known_scopes = {s.casefold() for s in scopes}  # the matcher ignores case here too
     for i, scope in enumerate(values.get("feeds", ())):
-        if scope not in scopes:
+        if scope.casefold() not in known_scopes:
             c.add(("feeds", i), f"feeds names {scope!r}, which is no feed name or tag")
     problems.extend(c.problems)
-    if c.problems or not values.get("enabled", True):
+    if c.problems or not (disabled_too or values.get("enabled", True)):
         return None, problems
     return (
         Watchlist(

@@ -80,19 +80,13 @@ class StoredEntry:
 def stored_entries(
     db: sqlite_utils.Database, *, fts: str | None = None, since: float | None = None, batch: int = 500
 ) -> Iterator[StoredEntry]:
-    """Stored entries, newest first: all of them, or those whose tokens satisfy `fts`."""
-    where = ["1 = 1"]
-    params: list[Any] = []
-    if fts is not None:
-        where.append("e.id IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)")
-        params.append(fts)
-    if since is not None:
-        where.append("e.seen_at >= ?")
-        params.append(since)
+    """Stored entries, most recently stored first: all of them, or those whose tokens
+    satisfy `fts`; only those stored since `since` if given."""
+    where, params = _filters(fts, since)
     cursor = db.execute(
         "SELECT e.id, f.config_url, f.name, e.key, e.link, e.title, e.text, e.text_source, e.published "
         "FROM entries e JOIN feeds f ON f.id = e.feed_id "
-        f"WHERE {' AND '.join(where)} ORDER BY e.seen_at DESC, e.id DESC",
+        f"WHERE {where} ORDER BY e.seen_at DESC, e.id DESC",
         params,
     )
     while rows := cursor.fetchmany(batch):
@@ -102,10 +96,22 @@ def stored_entries(
             yield StoredEntry(entry_id, feed_url, feed_name, key, link, article)
 
 
-def count_entries(db: sqlite_utils.Database, *, since: float | None = None) -> int:
-    if since is None:
-        return int(db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
-    return int(db.execute("SELECT COUNT(*) FROM entries WHERE seen_at >= ?", [since]).fetchone()[0])
+def _filters(fts: str | None, since: float | None) -> tuple[str, list[Any]]:
+    where = ["1 = 1"]
+    params: list[Any] = []
+    if fts is not None:
+        where.append("e.id IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)")
+        params.append(fts)
+    if since is not None:
+        where.append("e.seen_at >= ?")
+        params.append(since)
+    return " AND ".join(where), params
+
+
+def count_entries(db: sqlite_utils.Database, *, fts: str | None = None, since: float | None = None) -> int:
+    """How many entries stored_entries would give."""
+    where, params = _filters(fts, since)
+    return int(db.execute(f"SELECT COUNT(*) FROM entries e WHERE {where}", params).fetchone()[0])
 
 
 def stored_page_text(db: sqlite_utils.Database, link: str) -> Article | None:
