@@ -422,3 +422,15 @@ def test_make_snippet() -> None:
     assert snippet.startswith("… ") and snippet.endswith(" …") and len(snippet) < 100
     assert [snippet[s:e] for s, e in spans] == ["東京"]
     assert make_snippet("", 0, 0) == ("", ())
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_match_near_an_end_of_the_text_still_gets_about_thirty_words(where: str) -> None:
+    words = [f"w{i}" for i in range(100)]
+    words[0 if where == "first" else -1] = "fentanyl"
+    text = " ".join(words)
+    i = text.index("fentanyl")
+    snippet, ((s, e),) = make_snippet(text, i, i + 8)
+    assert snippet[s:e] == "fentanyl"
+    assert len(snippet.replace("…", "").split()) == 31  # the match and 30 words on its one side
+    assert snippet.startswith("fentanyl w1 ") if where == "first" else snippet.endswith(" w98 fentanyl")

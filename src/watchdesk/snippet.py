@@ -36,24 +36,34 @@ def make_snippet(
 def cut_window(text: str, start: int, end: int) -> Window:
     half = SNIPPET_WORDS // 2
     # Context on each side: whole words, at most SNIPPET_CONTEXT characters; a word that
-    # touches the match ("(fentanyl", "fentanyl-laced") does not count.
-    left = text[max(0, start - SNIPPET_CONTEXT) : start]
-    if start > SNIPPET_CONTEXT and not text[start - SNIPPET_CONTEXT - 1].isspace():
+    # touches the match ("(fentanyl", "fentanyl-laced") does not count. A side near an end
+    # of the text gives the words it lacks to the other side.
+    before = _spare(text[:start], half) if start <= SNIPPET_CONTEXT else 0
+    after = _spare(text[end:], half) if end + SNIPPET_CONTEXT >= len(text) else 0
+    reach = SNIPPET_CONTEXT + after * SNIPPET_CONTEXT // half
+    left = text[max(0, start - reach) : start]
+    if start > reach and not text[start - reach - 1].isspace():
         cut = left.split(None, 1)  # drop a word cut by the limit, or in unspaced text
         left = cut[1] if len(cut) > 1 else left[-SNIPPET_UNSPACED:]  # keep some characters
-    keep = half + (bool(left) and not left[-1].isspace())
+    keep = half + after + (bool(left) and not left[-1].isspace())
     parts = left.rsplit(None, keep)
     lo = start - len((left[len(parts[0]) :] if len(parts) > keep else left).lstrip())
-    right = text[end : end + SNIPPET_CONTEXT]
-    if end + SNIPPET_CONTEXT < len(text) and not text[end + SNIPPET_CONTEXT].isspace():
+    reach = SNIPPET_CONTEXT + before * SNIPPET_CONTEXT // half
+    right = text[end : end + reach]
+    if end + reach < len(text) and not text[end + reach].isspace():
         cut = right.rsplit(None, 1)
         right = cut[0] if len(cut) > 1 else right[:SNIPPET_UNSPACED]
-    keep = half + (bool(right) and not right[0].isspace())
+    keep = half + before + (bool(right) and not right[0].isspace())
     parts = right.split(None, keep)
     hi = end + len((right[: len(right) - len(parts[-1])] if len(parts) > keep else right).rstrip())
     prefix = "… " if _WORD.search(text, 0, lo) else ""
     snippet = prefix + " ".join(text[lo:hi].split()) + (" …" if _WORD.search(text, hi) else "")
     return lo, hi, len(prefix), snippet
+
+
+def _spare(context: str, half: int) -> int:
+    """How many of its `half` words the side of a match next to an end of the text lacks."""
+    return max(0, half - len(context.split(None, half)))
 
 
 def place_marks(text: str, window: Window, marks: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
