@@ -8,6 +8,8 @@ import unicodedata
 import pytest
 
 from watchdesk.errors import QuerySyntaxError
+from watchdesk.match import compile_matcher
+from watchdesk.models import Article, Watchlist
 from watchdesk.query import nested_quantifier, normalize, parse_query, tokenize
 from watchdesk.querytree import And, Near, Not, Or, Term, unparse, walk
 
@@ -43,9 +45,27 @@ TREES = [
     ("/\\d+ kg/", "/\\d+ kg/"),
     ("/(?i)fent\\/anyl/", "/(?i)fent\\/anyl/"),
     ("/a b/ c", "(/a b/ AND c)"),
+    ("(/a/) b", "(/a/ AND b)"),
+    ("/a/\tb", "(/a/ AND b)"),
+    ("/https?:\\/\\/\\S+/", "/https?:\\/\\/\\S+/"),
+    ("a -/b/", "(a AND NOT /b/)"),
     ("J-CODE", "J-CODE"),
     ("O'Brien", "O'Brien"),
     ("near", "near"),
+    ("Near", "Near"),
+    ("nearby", "nearby"),
+    ("a –b", "(a AND NOT b)"),
+    ("a —(b OR c)", "(a AND NOT (b OR c))"),
+    ('a −"b c"', '(a AND NOT "b c")'),
+    ("J–CODE", "J–CODE"),
+    ("a-b –c", "(a-b AND NOT c)"),
+    ("o'neill", "o'neill"),
+    ("dealers'", "dealers'"),
+    ("'til", "'til"),
+    ("'fentanyl'", "'fentanyl'"),
+    ("rock 'n' roll", "(rock AND 'n' AND roll)"),
+    ("dealers' 'til", "(dealers' AND 'til)"),
+    ("\"'dark web'\"", "\"'dark web'\""),
     ('"and" "or"', '("and" AND "or")'),
     ("“dark web”", '"dark web"'),
     ('x:y "a"b', '(x:y AND "a" AND b)'),
@@ -85,9 +105,23 @@ ERRORS = [
     ("NOT", 1, "NOT needs a term after it", "-word"),
     ("a -", 3, "nothing after -", "no space"),
     ("a - b", 3, "nothing after -", ""),
+    ("a – b", 3, "nothing after –", "-word"),
+    ("a —", 3, "nothing after —", ""),
+    ("(a −)", 4, "nothing after −", ""),
+    ("–a", 1, "none of its terms", ""),
+    ("'dark web'", 1, "single quotes around several words", 'use double quotes for a phrase: "dark web"'),
+    ("fentanyl 'dark web market'", 10, "single quotes", '"dark web market"'),
+    ("‘dark web’", 1, "single quotes around several words", '"dark web"'),
+    ("(a OR 'b) c'", 7, "single quotes", ""),
+    ("'a{1} b'", 1, "single quotes", '"a{1} b"'),
     ("a NEAR b", 3, "NEAR needs a distance", "NEAR/10"),
-    ("a near/5 b", 3, "near/5 needs a distance", "NEAR/10"),
+    ("a near/5 b", 3, "'near/5' looks like an operator", "operators are uppercase: write NEAR/5"),
+    ("a Near/15 b", 3, "looks like an operator", "write NEAR/15"),
+    ("a NEAR5 b", 3, "NEAR needs a / before its distance", "write NEAR/5"),
+    ("a near10 b", 3, "NEAR needs a / before its distance", "write NEAR/10"),
+    ("a NEAR-5 b", 3, "NEAR needs a / before its distance", "write NEAR/5"),
     ("a NEAR/x b", 3, "needs a distance", ""),
+    ("a near/x b", 3, "needs a distance", "NEAR/10"),
     ("a NEAR/0 b", 3, "NEAR/0 is out of range", "1 to 1000"),
     ("a NEAR/1001 b", 3, "out of range", ""),
     ("NEAR/5 a", 1, "NEAR/5 needs a term before it", ""),
@@ -113,6 +147,22 @@ ERRORS = [
     ("fentanyl &&", 10, "no letters or digits", "/regex/"),
     ('""', 1, "no letters or digits", ""),
     ("/abc", 1, "unclosed regex", "\\/"),
+    (
+        "/fentanyl/i",
+        11,
+        "regex flags 'i' after the closing /",
+        "inline at the start of the pattern: /(?i)fentanyl/",
+    ),
+    ("/x/gi", 4, "regex flags 'gi'", "/(?i)x/"),
+    ("/x/ims b", 4, "regex flags 'ims'", "/(?ims)x/"),
+    ("(/x/i)", 5, "regex flags", "(?i)"),
+    ("/x{2}/g", 7, "regex flags 'g'", "remove them: /x{2}/"),
+    ("/https?://\\S+/", 9, "a / inside a regex must be written \\/", "followed by a space, ) or the end"),
+    ("/usr/bin", 5, "a / inside a regex must be written \\/", ""),
+    ("/[/]/", 3, "a / inside a regex", ""),
+    ("/a/b/", 3, "a / inside a regex", ""),
+    ('/a/"b"', 3, "a / inside a regex", ""),
+    ("/a/(b)", 3, "a / inside a regex", ""),
     ("//", 1, "empty regex", ""),
     ("/ab(/", 4, "invalid regex: missing )", "Python syntax"),
     ("x /a[/", 5, "invalid regex", ""),
@@ -133,6 +183,36 @@ def test_syntax_errors_have_column_and_hint(query: str, column: int, message: st
     assert hint in e.value.hint
     assert e.value.hint, "every error says how to fix it"
     assert str(e.value).startswith(f"column {column}: ")
+
+
+DASHES = "\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d"
+
+
+@pytest.mark.parametrize("dash", DASHES, ids=lambda d: f"U+{ord(d):04X}")
+def test_leading_typographic_dash_excludes_like_hyphen_minus(dash: str) -> None:
+    for query in ("fentanyl {}patch", '{}"fentanyl patch" recall', "a ({}b OR c)"):
+        assert parse_query(query.format(dash)) == parse_query(query.format("-"))
+    inside = parse_query(f"J{dash}CODE")  # inside a word: unchanged, a separator between words
+    assert isinstance(inside, Term) and inside.words == ("j", "code")
+    assert inside.joins == (dash in "\u2010\u2011",)
+
+
+def test_typographic_dash_exclusion_vetoes_a_match() -> None:
+    matcher = compile_matcher([Watchlist("w", ("fentanyl \u2013patch",))])
+    assert not matcher.match(Article(title="", text="a fentanyl patch recall"))
+    assert matcher.match(Article(title="", text="fentanyl pills"))
+
+
+def test_escaped_slash_in_regex_matches_a_slash() -> None:
+    matcher = compile_matcher([Watchlist("w", ("/https?:\\/\\/\\S+/",))])
+    assert matcher.match(Article(title="", text="see https://example.com/x"))
+    assert not matcher.match(Article(title="", text="see https: example"))
+
+
+def test_apostrophes_in_words_are_not_quotes() -> None:
+    for query, words in [("o'neill", ("o", "neill")), ("dealers'", ("dealers",)), ("'til", ("til",))]:
+        term = parse_query(query)
+        assert isinstance(term, Term) and term.words == words and not term.phrase
 
 
 def test_design_examples_parse() -> None:

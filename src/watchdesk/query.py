@@ -7,6 +7,10 @@
     near     := primary ("NEAR/" n primary)*
     primary  := "(" or ")" | ("title:" | "text:") primary | word | "phrase" | /regex/
 
+A regex's closing / is followed by a space, ")" or the end (so `/x/i` and `/a://b/` are
+errors, not `/x/ AND i`); a leading typographic dash (– — −) excludes like "-"; 'a b' in
+single quotes, near/5 and NEAR5 are errors rather than words.
+
 Words and phrases become `Term`s: normalised tokens (see textnorm) that must be adjacent
 in the text. A hyphen or apostrophe between two words of a term may be a separator or
 nothing at all: `dark-net` matches "dark-net", "dark net" and "darknet". A trailing `*`
@@ -31,6 +35,10 @@ MIN_PREFIX = 3  # a one-word prefix needs this many characters before the *
 MAX_DEPTH = 50
 _JOINERS = frozenset("-\u2010\u2011'\u2019\u02bc")  # hyphens and apostrophes
 _QUOTES = '"“”„'
+_DASHES = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d")  # leading: exclude
+_OPEN_SINGLE, _CLOSE_SINGLE = "'‘‚", "'’‘"
+_FLAGS_RE = re.compile(r"[adgimsuvxyL]+(?=[\s)]|\Z)")  # JavaScript / Perl style /x/gi
+_NEAR_TYPO_RE = re.compile(r"near(\W?)(\d+)", re.IGNORECASE)  # near/5, NEAR5, NEAR-5
 _STARTS = frozenset({"WORD", "PHRASE", "REGEX", "(", "FIELD", "NOT", "-"})
 _PRIMARY = frozenset({"WORD", "PHRASE", "REGEX", "(", "FIELD"})
 _NEAR_RE = re.compile(r"NEAR/(\d+)")
@@ -68,7 +76,8 @@ _HINTS = {
 
 
 def _error(message: str, column: int, hint: str = "", **fmt: str) -> QuerySyntaxError:
-    return QuerySyntaxError(message, column, _HINTS.get(hint, hint).format(**fmt))
+    hint = _HINTS.get(hint, hint)  # may quote the query: formatted only when asked
+    return QuerySyntaxError(message, column, hint.format(**fmt) if fmt else hint)
 
 
 def _lex(q: str) -> list[_Tok]:
@@ -95,12 +104,13 @@ def _lex(q: str) -> list[_Tok]:
                 j += 2 if q[j] == "\\" else 1
             if j >= n:
                 raise _error("unclosed regex", col, "end it with / (write \\/ for a slash)")
+            _check_regex_end(q, i, j)
             out.append(_Tok("REGEX", q[i + 1 : j], col))
             i = j + 1
-        elif c == "-":
+        elif c in _DASHES:  # – — − too: a typographic dash must not turn into a required term
             if i + 1 >= n or q[i + 1].isspace() or q[i + 1] == ")":
-                raise _error("nothing after -", col, "write -word, with no space, to exclude it")
-            out.append(_Tok("-", c, col))
+                raise _error(f"nothing after {c}", col, "write -word, with no space, to exclude it")
+            out.append(_Tok("-", "-", col))
             i += 1
         elif m := _FIELD_RE.match(q, i):
             i = m.end()
@@ -114,7 +124,36 @@ def _lex(q: str) -> list[_Tok]:
             out.append(_word_token(q[i:j], col))
             i = j
     out.append(_Tok("EOF", "", n + 1))
+    _check_single_quotes(q, [t for t in out if t.kind == "WORD"])
     return out
+
+
+def _check_regex_end(q: str, start: int, end: int) -> None:
+    """The / at `end` closes the regex only before a space, ")" or the end of the query."""
+    after = q[end + 1 : end + 2]
+    if not after or after.isspace() or after == ")":
+        return
+    if m := _FLAGS_RE.match(q, end + 1):
+        inline, pattern = "".join(dict.fromkeys(f for f in m.group() if f in "aimsx")), q[start + 1 : end]
+        hint = f"write flags inline at the start of the pattern: /(?{inline}){pattern}/"
+        if not inline:
+            hint = f"remove them: /{pattern}/ finds every match; flags like (?i) go inline at its start"
+        raise _error(f"regex flags {m.group()!r} after the closing /", end + 2, hint)
+    hint = "a regex ends with a / followed by a space, ) or the end of the query"
+    raise _error("a / inside a regex must be written \\/", end + 1, hint)
+
+
+def _check_single_quotes(q: str, words: list[_Tok]) -> None:
+    """'dark web' is an error (it would silently be 'dark AND web'); o'neill, 'til are words."""
+    for k, tok in enumerate(words):
+        v = tok.value
+        if v[0] not in _OPEN_SINGLE or (len(v) > 1 and v[-1] in _CLOSE_SINGLE):
+            continue
+        close = next((t for t in words[k + 1 :] if t.value[-1] in _CLOSE_SINGLE), None)
+        if close is not None:
+            inner = q[tok.column : close.column + len(close.value) - 2]
+            hint = f'use double quotes for a phrase: "{inner}"'
+            raise _error("single quotes around several words", tok.column, hint)
 
 
 def _word_token(word: str, col: int) -> _Tok:
@@ -125,6 +164,11 @@ def _word_token(word: str, col: int) -> _Tok:
         if not 1 <= distance <= MAX_NEAR:
             raise _error(f"NEAR/{distance} is out of range", col, f"use 1 to {MAX_NEAR} words")
         return _Tok("NEAR", word, col, distance)
+    if m := _NEAR_TYPO_RE.fullmatch(word):
+        fix = f"NEAR/{m.group(2)}"
+        if m.group(1) == "/":
+            raise _error(f"{word!r} looks like an operator", col, f"operators are uppercase: write {fix}")
+        raise _error(f"{word!r}: NEAR needs a / before its distance", col, f"write {fix}")
     if re.fullmatch(r"near(/\S*)?", word, re.IGNORECASE) and (word.isupper() or "/" in word):
         raise _error(f"{word} needs a distance", col, "write NEAR/10 for within 10 words")
     if word.lower() in ("and", "or", "not"):
