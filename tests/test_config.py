@@ -199,6 +199,43 @@ def test_a_query_typo_is_reported_with_line_column_and_hint(tmp_path: Path) -> N
     assert result.returncode == 2
     wl = tmp_path / "watchlists" / "drugs.toml"
     lines = result.stderr.splitlines()
-    assert lines[0].startswith(f"{wl}:3: match query '\"dark web\" NEAR/15 (opioid* OR pills', column ")
-    assert lines[1].startswith(f"{wl}:4: match query 'carfentanil or nitazene', column 13: ")
+    # file:line:column of the error itself (the ( left open; the lowercase "or"), as editors take it
+    assert lines[0].startswith(f"{wl}:3:23: match query '\"dark web\" NEAR/15 (opioid* OR pills': unclosed (")
+    assert lines[1].startswith(f"{wl}:4:16: match query 'carfentanil or nitazene': ")
     assert all(";" in line for line in lines)  # each comes with a hint
+
+
+MULTI_LINE_AND_ESCAPED = r'''match = [
+  """
+  carfentanil
+  AND NEAR/0 x""",
+  "caf\u00e9 \"x\" AND )",
+]
+exclude = ["""fentanyl AND (pills"""]
+'''
+
+
+def test_a_query_error_in_a_multi_line_or_escaped_string_points_into_the_file(tmp_path: Path) -> None:
+    path = make(tmp_path, "[polling]\n", {"drugs": MULTI_LINE_AND_ESCAPED})
+    wl = tmp_path / "watchlists" / "drugs.toml"
+    lines = check(path).stderr.splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [f"{wl}:4:7", f"{wl}:5:20", f"{wl}:7:28"]
+
+
+@pytest.mark.parametrize("quote", ['"', "'", '"""', "'''"])
+def test_string_position_points_at_each_character_of_a_string_value(quote: str) -> None:
+    import tomllib
+
+    from watchdesk.tomllines import locate, string_position
+
+    for value in ["fentanyl", "dark web AND (pills", "a\tb c", ""]:
+        text = f"match = [\n  'x', {quote}{value}{quote}, 'y',\n]\n"
+        decoded = tomllib.loads(text)["match"][1]
+        strings: dict[tuple[object, ...], tuple[int, int]] = {}
+        locate(text, strings)
+        lines = text.splitlines()
+        for index, char in enumerate(decoded):
+            line, column = string_position(lines, *strings[("match", 1)], index)
+            assert lines[line - 1][column - 1] == char, (quote, value, index)
+        line, column = string_position(lines, *strings[("match", 1)], len(decoded))
+        assert lines[line - 1][column - 1 :].startswith(quote)  # past the end: the closing quote

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import secrets
 from .errors import Problem
-from .tomllines import locate
+from .tomllines import locate, string_position
 
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _UNITS = (604800, 86400, 3600, 60, 1)
@@ -168,8 +168,15 @@ def _timezone(v: Any) -> str:
 class Collector:
     def __init__(self, file: Path, text: str):
         self.file = str(file)
-        self.lines = locate(text)
+        self._strings: dict[tuple[object, ...], tuple[int, int]] = {}
+        self.lines = locate(text, self._strings)
+        self._text_lines = text.splitlines()
         self.problems: list[Problem] = []
+
+    def in_string(self, path: tuple[object, ...], index: int) -> tuple[int, int] | None:
+        """File line and column of character `index` of the string array element at `path`."""
+        start = self._strings.get(path)
+        return None if start is None else string_position(self._text_lines, *start, index)
 
     def line(self, *path: object) -> int | None:
         for n in range(len(path), 0, -1):

@@ -21,8 +21,12 @@ def _split_key(raw: str) -> tuple[str, ...]:
     return tuple(p[1:-1] if p[:1] in "\"'" else p for p in parts)
 
 
-def locate(text: str) -> dict[tuple[object, ...], int]:
-    """Map each table, key and array element path to its 1-based line number."""
+def locate(
+    text: str, strings: dict[tuple[object, ...], tuple[int, int]] | None = None
+) -> dict[tuple[object, ...], int]:
+    """Map each table, key and array element path to its 1-based line number; fill
+    `strings`, if given, with where each string element of an array opens (line index,
+    column index of its quote), for string_position."""
     where: dict[tuple[object, ...], int] = {}
     arrays: dict[tuple[str, ...], int] = {}
     table: tuple[object, ...] = ()
@@ -48,7 +52,7 @@ def locate(text: str) -> dict[tuple[object, ...], int]:
             continue
         path = (*table, *_split_key(key.group(1)))
         where.setdefault(path, i + 1)
-        i = _scan_value(lines, i, key.end(), path, where)
+        i = _scan_value(lines, i, key.end(), path, where, {} if strings is None else strings)
     return where
 
 
@@ -58,6 +62,7 @@ def _scan_value(
     col: int,
     path: tuple[object, ...],
     where: dict[tuple[object, ...], int],
+    strings: dict[tuple[object, ...], tuple[int, int]],
 ) -> int:
     """Scan a value starting at lines[i][col:]; record array elements; return next line."""
     depth = 0
@@ -72,6 +77,7 @@ def _scan_value(
             if ch in "\"'":
                 if depth == 1 and expect_element:
                     where.setdefault((*path, element), i + 1)
+                    strings.setdefault((*path, element), (i, col))
                     expect_element = False
                 i, col = _skip_string(lines, i, col)
                 line = lines[i] if i < len(lines) else ""
@@ -123,3 +129,44 @@ def _skip_string(lines: list[str], i: int, col: int) -> tuple[int, int]:
         i += 1
         pos = 0
     return i, 0
+
+
+_ESCAPE_LENGTH = {"u": 6, "U": 10}  # \uXXXX, \UXXXXXXXX; any other escape is 2 characters
+
+
+def string_position(lines: list[str], i: int, col: int, index: int) -> tuple[int, int]:
+    """The 1-based line and column in the file of character `index` of the value of the
+    TOML string literal that opens at lines[i][col] (escapes, multi-line strings and
+    line-ending backslashes undone as TOML does); the closing quote's if past the end."""
+    quote = lines[i][col]
+    triple = lines[i][col : col + 3] == quote * 3
+    delim = quote * 3 if triple else quote
+    pos = col + len(delim)
+    if triple and pos == len(lines[i]) and i + 1 < len(lines):  # a newline right after """ is trimmed
+        i, pos = i + 1, 0
+    seen = 0
+    while i < len(lines):
+        line = lines[i]
+        while pos < len(line):
+            if line.startswith(delim, pos) or seen == index:
+                return i + 1, pos + 1
+            if quote == '"' and line[pos] == "\\":
+                if triple and not line[pos + 1 :].strip():  # line-ending backslash: no characters
+                    i += 1
+                    while i < len(lines) and not lines[i].strip():
+                        i += 1
+                    if i >= len(lines):
+                        break
+                    line, pos = lines[i], len(lines[i]) - len(lines[i].lstrip())
+                    continue
+                pos += _ESCAPE_LENGTH.get(line[pos + 1 : pos + 2], 2)
+            else:
+                pos += 1
+            seen += 1
+        if not triple or i + 1 >= len(lines):
+            return i + 1, len(line) + 1
+        if seen == index:  # the line break itself
+            return i + 1, len(line) + 1
+        seen += 1
+        i, pos = i + 1, 0
+    return len(lines), 1

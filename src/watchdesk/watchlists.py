@@ -80,7 +80,11 @@ def load_watchlist_file(
             problem = _query_problem(q, sensitive)
             if problem:
                 message, column = problem
-                c.add((key, i), f"{key} query {q!r}, column {column}: {message}")
+                where = c.in_string((key, i), column - 1)  # file:line:column of the error itself
+                if where is None:
+                    c.add((key, i), f"{key} query {q!r}, column {column}: {message}")
+                else:
+                    c.problems.append(Problem(c.file, where[0], f"{key} query {q!r}: {message}", where[1]))
     for i, chan in enumerate(values.get("notify", ())):
         if chan not in channels:
             known = ", ".join(sorted(channels))
