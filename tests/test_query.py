@@ -80,6 +80,11 @@ def test_parse_tree(query: str, tree: str) -> None:
 
 # query -> (column, words in the message, words in the hint)
 ERRORS = [
+    ("C++", 2, "'C++' would match 'c': symbols are not matched", "use a regex: /C\\+\\+/"),
+    ("C# OR F#", 2, "'C#' would match 'c'", "/C\\#/"),
+    ('"C++ compiler"', 3, "'C++ compiler' would match 'c compiler'", "/C\\+\\+ compiler/"),
+    (".NET", 1, "'.NET' would match 'net'", "/\\.NET/"),
+    ("g++*", 2, "'g++*' would match 'g'", ""),
     ("", 1, "empty query", "at least one word"),
     ("   ", 1, "empty query", ""),
     ('"dark web', 1, "unclosed quote", 'close the phrase with "'),

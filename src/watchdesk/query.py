@@ -35,6 +35,7 @@ MIN_PREFIX = 3  # a one-word prefix needs this many characters before the *
 MAX_DEPTH = 50
 _JOINERS = frozenset("-\u2010\u2011'\u2019\u02bc")  # hyphens and apostrophes
 _QUOTES = '"“”„'
+_SIGNIFICANT_SYMBOLS = re.compile(r"(?<=\w)[+#]+(?=\s|$)|(?<!\S)\.(?=\w)")  # C++ C# F#, .NET
 _DASHES = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d")  # leading: exclude
 _OPEN_SINGLE, _CLOSE_SINGLE = "'‘‚", "'’‘"
 _FLAGS_RE = re.compile(r"[adgimsuvxyL]+(?=[\s)]|\Z)")  # JavaScript / Perl style /x/gi
@@ -301,6 +302,10 @@ class _Parser:
         a = analyze(body)
         if not a.words:
             raise _error(f"no letters or digits in {raw!r}", tok.column, "symbols")
+        if m := _SIGNIFICANT_SYMBOLS.search(body):  # C++, C#, .NET: not the bare word
+            pattern = re.escape(body).replace("\\ ", " ")
+            message = f"{raw!r} would match {' '.join(a.words)!r}: symbols are not matched"
+            raise _error(message, col + m.start(), f"for the symbols too, use a regex: /{pattern}/")
         if prefix and len(a.words) == 1 and len(a.words[0]) < MIN_PREFIX:
             raise _error(f"prefix {raw!r} is too short", col, "prefix")
         joins = tuple(body[a.ends[i] : a.starts[i + 1]] in _JOINERS for i in range(len(a.words) - 1))
