@@ -171,6 +171,8 @@ def test_try_a_misspelled_watchlist_name_says_it_was_taken_as_a_query(tmp_path: 
     assert (
         "'opiods' is no watchlist name, so it was tried as a query (did you mean 'opioids'?)" in result.stderr
     )
+    plain = run("--config", str(config), "try", "heroin", "--text", "heroin")  # clearly a query: no note
+    assert plain.returncode == 0 and plain.stderr == ""
 
 
 def test_try_a_disabled_watchlist_by_name(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ _BARE_NAME = re.compile(r"[\w.-]+")
 
 def watchlist_for(config: Config | None, name_or_query: str) -> Chosen:
     """A configured watchlist by name (a disabled one too), a watchlist file by path, or
-    else a query; a bare word that is no watchlist name is tried as a query, with a note.
+    else a query; a bare word close to a watchlist's name is tried as a query, with a note.
 
     Raises ValueError listing the problems of a watchlist file that has any.
     """
@@ -79,13 +79,12 @@ def watchlist_for(config: Config | None, name_or_query: str) -> Chosen:
     if name_or_query.endswith(".toml") and Path(name_or_query).is_file():
         return _from_file(config, Path(name_or_query))
     notes: tuple[str, ...] = ()
-    if config is not None and _BARE_NAME.fullmatch(name_or_query):
+    if config is not None and _BARE_NAME.fullmatch(name_or_query):  # a watchlist's name, misspelled?
         names = [w.name for w in config.watchlists]
-        close = difflib.get_close_matches(name_or_query, names, n=1, cutoff=0.75)
-        notes = (
-            f"{name_or_query!r} is no watchlist name, so it was tried as a query"
-            + (f" (did you mean {close[0]!r}?)" if close else ""),
-        )
+        for close in difflib.get_close_matches(name_or_query, names, n=1, cutoff=0.75):
+            notes = (
+                f"{name_or_query!r} is no watchlist name, so it was tried as a query (did you mean {close!r}?)",
+            )
     return Chosen(Watchlist("query", (name_or_query,)), is_query=True, notes=notes)
 
 
