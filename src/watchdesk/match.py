@@ -35,7 +35,9 @@ REGEX_TEXT_LIMIT = 100_000  # characters of a field a /regex/ is applied to
 MAX_MATCHES_PER_TERM = 20  # occurrences of one term recorded in a Hit
 
 Span = tuple[int, int, tuple[tuple[Node, int, int], ...]]  # tokens i..j and the terms in it
-Evidence = tuple[int, int, int, str]  # field index, start, end, term
+# field index, start, end, term, and whether start and end are token indices (first, last)
+# rather than character offsets: token spans are looked up for all hits at once, in order
+Evidence = tuple[int, int, int, str, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,9 @@ class Matcher:
                     by_anchor[aid].add(index)
         self._lists_by_anchor = tuple(map(frozenset, by_anchor))  # watchlists an anchor may fire
         # dicts keep insertion order, which is anchor id order
-        self._literals = LiteralSet([p.encode() for p in self._anchors]) if self._anchors else None
+        patterns = [p.encode() for p in self._anchors]
+        self._literals = LiteralSet(patterns) if patterns else None
+        self._anchor_bytes = tuple(map(len, patterns))
 
     @property
     def stats(self) -> dict[str, int]:
@@ -154,7 +158,7 @@ class Matcher:
     def match(self, article: Article, *, feed_name: str = "", feed_tags: Iterable[str] = ()) -> list[Hit]:
         """At most one Hit per watchlist, in watchlist order."""
         run = _Run(self, article)
-        return [run.hit(wl.watchlist.name, q) for wl, q in self._fired(run, feed_name, feed_tags)]
+        return run.hits([(wl.watchlist.name, q) for wl, q in self._fired(run, feed_name, feed_tags)])
 
     def matching(self, article: Article, *, feed_name: str = "", feed_tags: Iterable[str] = ()) -> list[str]:
         """The names of the watchlists `match` would return a Hit for, without building the hits
@@ -277,8 +281,8 @@ class _Run:
             for f in scope:
                 occ = self.occurrences(self.m._tid[id(node)], f)
                 if occ:  # in order: the first MAX_MATCHES_PER_TERM are the ones a Hit keeps
-                    a, k = self.fields[f], FIELDS.index(f)
-                    out += [(k, *_offsets(a, i, j), node.text) for i, j in occ[:MAX_MATCHES_PER_TERM]]
+                    k = FIELDS.index(f)
+                    out += [(k, i, j, node.text, True) for i, j in occ[:MAX_MATCHES_PER_TERM]]
         elif isinstance(node, And | Or):
             for child in node.children:
                 if isinstance(node, And) or self.true(child, scope):
@@ -287,24 +291,46 @@ class _Run:
             out += self.evidence(node.child, (node.name,))
         elif isinstance(node, Near):
             for f in scope:
-                a, k = self.fields[f], FIELDS.index(f)
+                k = FIELDS.index(f)
                 parts = sorted({(i, j, _label(t)) for span in self.spans(node, f) for t, i, j in span[2]})
                 per_term: dict[str, int] = {}
                 for i, j, label in parts:
                     per_term[label] = n = per_term.get(label, 0) + 1
                     if n <= MAX_MATCHES_PER_TERM:
-                        out.append((k, *_offsets(a, i, j), label))
+                        out.append((k, i, j, label, True))
         elif isinstance(node, Regex):
             for f in scope:
                 k, label = FIELDS.index(f), f"/{node.pattern}/"
                 found = islice(self.regex(node, f), MAX_MATCHES_PER_TERM)
-                out += [(k, m.start(), m.end(), label) for m in found]
+                out += [(k, m.start(), m.end(), label, False) for m in found]
         return out
 
-    def hit(self, watchlist: str, q: _Query) -> Hit:
+    def hits(self, fired: list[tuple[str, _Query]]) -> list[Hit]:
+        """A Hit per (watchlist, query). Token positions and spans are found for all of them
+        at once, in text order: one pass over a long text instead of one jump per hit."""
+        if not fired:
+            return []
+        for name, found in self.found.items():
+            a, lengths = self.fields[name], self.m._anchor_bytes
+            a.prime_tokens(sorted({end - lengths[aid] + 1 for aid, ends in found.items() for end in ends}))
+        evidence = [self.evidence(q.node, FIELDS) for _, q in fired]
+        needed: dict[int, set[int]] = {}
+        for items in evidence:
+            for k, first, last, _, tokens in items:
+                if tokens:
+                    needed.setdefault(k, set()).update((first, last))
+        for k, indices in needed.items():
+            self.fields[FIELDS[k]].prime_spans(sorted(indices))
+        return [self.hit(name, q, items) for (name, q), items in zip(fired, evidence, strict=True)]
+
+    def hit(self, watchlist: str, q: _Query, evidence: list[Evidence]) -> Hit:
         per_term: dict[str, int] = {}
         kept = []
-        for e in sorted(set(self.evidence(q.node, FIELDS))):
+        located = {
+            (k, *_offsets(self.fields[FIELDS[k]], a, b), t) if tokens else (k, a, b, t)
+            for k, a, b, t, tokens in evidence
+        }
+        for e in sorted(located):
             per_term[e[3]] = n = per_term.get(e[3], 0) + 1
             if n <= MAX_MATCHES_PER_TERM:
                 kept.append(e)

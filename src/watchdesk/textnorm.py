@@ -166,9 +166,10 @@ class Analyzed:
         in `joined` (less what expansions added), and counting spaces (in C) from the
         nearest token already found gets there (_seek)."""
         source = self._source
-        if self._starts is not None or not self._aligned or len(self._seeks) > 64:
+        if self._starts is not None or not isinstance(source, bytes) or not self._aligned:
             return self.starts[i], self.ends[i]
-        assert isinstance(source, bytes)
+        if len(self._seeks) > max(64, len(source) // 400):  # a seek in order costs about what
+            return self.starts[i], self.ends[i]  # computing the spans of 400 bytes does
         position = self._position(i)
         letters = position - 1 - i - self._growth_before(position)  # non-space bytes before token i
         seeks = self._seeks
@@ -179,6 +180,19 @@ class Analyzed:
             seeks.insert(k + 1, (i, start, letters))
         end = source.find(b" ", start)
         return start, len(source) if end < 0 else end
+
+    def prime_tokens(self, positions: list[int]) -> None:
+        """Look up the tokens at these positions of `encoded` (ascending) in one pass, so
+        that token_at answers them at once and span finds their places nearby."""
+        for pos in positions:
+            self.token_at(pos)
+
+    def prime_spans(self, indices: list[int]) -> None:
+        """Find the spans of these tokens (ascending) in one pass, so that span answers
+        them at once: each seek starts where the one before it ended."""
+        if self._starts is None and self._aligned:
+            for i in indices:
+                self.span(i)
 
     def _growth_before(self, position: int) -> int:
         """How much longer `joined` is than `source`'s letters before `position`."""
