@@ -26,7 +26,7 @@ import unicodedata
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import accumulate, compress, product
 from operator import add, itemgetter
 
@@ -166,6 +166,8 @@ class Analyzed:
         in `joined` (less what expansions added), and counting spaces (in C) from the
         nearest token already found gets there (_seek)."""
         source = self._source
+        if isinstance(source, _Segments) and self._starts is None:
+            return source.span(i)
         if self._starts is not None or not isinstance(source, bytes) or not self._aligned:
             return self.starts[i], self.ends[i]
         if len(self._seeks) > max(64, len(source) // 400):  # a seek in order costs about what
@@ -331,7 +333,8 @@ def _analyze_refolding(text: str, page: codepages.CodePage, source: bytes) -> An
     one token of its own length (a Japanese word in a German text; not ½, which is two).
     """
     pieces: list[str] = []
-    parts: list[tuple[int, int, list[tuple[str, int, int]]]] = []  # (gap start, token start, refolded)
+    segments: list[tuple[int, SpansOf]] = []  # (its first token's index, its tokens' spans)
+    tokens = 0
     aligned = True
     prev = 0
     i = source.find(codepages.REFOLD)
@@ -348,28 +351,65 @@ def _analyze_refolding(text: str, page: codepages.CodePage, source: bytes) -> An
         )
         pieces.append(joined)
         pieces.extend(w for w, _, _ in refolded)
-        parts.append((prev, start, refolded))
+        if joined:
+            segments.append((tokens, partial(_gap_spans, source, prev, start)))
+            tokens += joined.count(" ") + 1
+        if refolded:
+            segments.append(
+                (tokens, partial(_listed, [a for _, a, _ in refolded], [b for _, _, b in refolded]))
+            )
+            tokens += len(refolded)
         prev = end
         i = source.find(codepages.REFOLD, end)
     joined, gap_expanded = _join(page, source[prev:])
     pieces.append(joined)
+    if joined:
+        segments.append((tokens, partial(_gap_spans, source, prev, len(source))))
     joined = " " + " ".join(p for p in pieces if p) + " "
     if aligned and not gap_expanded:
         return Analyzed(joined, source, aligned=True)
+    return Analyzed(joined, _Segments(segments))
 
-    def spans() -> tuple[list[int], list[int]]:
+
+SpansOf = Callable[[], tuple[list[int], list[int]]]
+
+
+def _gap_spans(source: bytes, lo: int, hi: int) -> tuple[list[int], list[int]]:
+    return _spans(source[lo:hi], lo)
+
+
+def _listed(starts: list[int], ends: list[int]) -> tuple[list[int], list[int]]:
+    return starts, ends
+
+
+class _Segments:
+    """Token spans of a text refolded in places, a segment at a time: the stretches between
+    refolded tokens are aligned with `source` and spanned on their own when first asked,
+    so one hit in a long text does not compute every token's span. Called: all of them."""
+
+    def __init__(self, segments: list[tuple[int, SpansOf]]):
+        self._firsts = [first for first, _ in segments]
+        self._spans_of = [spans_of for _, spans_of in segments]
+        self._done: dict[int, tuple[list[int], list[int]]] = {}
+
+    def span(self, i: int) -> tuple[int, int]:
+        k = bisect_right(self._firsts, i) - 1
+        if k < 0:
+            raise IndexError("token index out of range")
+        done = self._done.get(k)
+        if done is None:
+            done = self._done[k] = self._spans_of[k]()
+        starts, ends = done
+        return starts[i - self._firsts[k]], ends[i - self._firsts[k]]
+
+    def __call__(self) -> tuple[list[int], list[int]]:
         starts: list[int] = []
         ends: list[int] = []
-        for gap, start, refolded in parts:
-            s, e = _spans(source[gap:start], gap)
+        for k in range(len(self._spans_of)):
+            s, e = self._done.get(k) or self._spans_of[k]()
             starts += s
             ends += e
-            starts += (a for _, a, _ in refolded)
-            ends += (b for _, _, b in refolded)
-        s, e = _spans(source[prev:], prev)
-        return starts + s, ends + e
-
-    return Analyzed(joined, spans)
+        return starts, ends
 
 
 def _analyze_reference(text: str) -> list[tuple[str, int, int]]:
