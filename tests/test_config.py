@@ -239,3 +239,13 @@ def test_string_position_points_at_each_character_of_a_string_value(quote: str) 
             assert lines[line - 1][column - 1] == char, (quote, value, index)
         line, column = string_position(lines, *strings[("match", 1)], len(decoded))
         assert lines[line - 1][column - 1 :].startswith(quote)  # past the end: the closing quote
+
+
+def test_string_position_after_a_line_ending_backslash() -> None:
+    from watchdesk.tomllines import locate, string_position
+
+    text = 'match = ["""fentanyl AND \\\n    (pills"""]\n'
+    strings: dict[tuple[object, ...], tuple[int, int]] = {}
+    locate(text, strings)
+    lines = text.splitlines()
+    assert string_position(lines, *strings[("match", 0)], len("fentanyl AND ")) == (2, 5)  # the (

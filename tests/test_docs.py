@@ -67,3 +67,9 @@ def test_help_runs_for_every_command() -> None:
             [sys.executable, "-m", "watchdesk", *args, "--help"], capture_output=True, text=True
         )
         assert result.returncode == 0, (command, result.stderr)
+
+
+def test_the_readme_command_table_is_one_table() -> None:
+    lines = README.splitlines()
+    rows = [i for i, line in enumerate(lines) if line.startswith("| `watchdesk ")]
+    assert rows and rows == list(range(rows[0], rows[-1] + 1)), "a line breaks the commands table"

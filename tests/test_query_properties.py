@@ -93,7 +93,7 @@ def test_code_page_path_agrees_with_its_definition(text: str) -> None:
 
 
 # Long Cyrillic text with a ½ or a ツ here and there: folded in cp1251, those tokens refolded
-# from the original (½ is two tokens), so spans are found a segment at a time (_Segments).
+# from the original (½ is two tokens), so spans are found a segment at a time (analyzed.Segments).
 REFOLDED_IN_PLACES = st.lists(
     st.sampled_from(["бвгд бвг дбв гдб вгд ", "вгд бвг, дбв гдб бвгд ", "б½", "ツг "]), max_size=30
 ).map("".join)

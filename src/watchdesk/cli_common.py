@@ -34,7 +34,7 @@ def load(ctx: click.Context, *, check_secrets: bool = True, tool: bool = False) 
             click.echo(str(problem), err=True)
         ctx.exit(2)
     for problem in config.watchlist_problems:
-        click.echo(f"warning: watchlist left out: {problem}", err=True)
+        click.echo(f"warning: {problem} (watchlist left out)", err=True)
     setup_logging(ctx.obj["log_level"] or config.log_level)
     return config
 

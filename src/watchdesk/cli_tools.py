@@ -175,7 +175,8 @@ def try_(
             f"watchlist {watchlist.name!r} applies only to feeds {', '.join(watchlist.feeds)}; "
             "tried as if from one of them (--feed NAME tries a given feed)"
         )
-        matcher = compile_matcher([replace(watchlist, feeds=())])
+        watchlist = replace(watchlist, feeds=())
+        matcher = compile_matcher([watchlist])
     if text is not None:
         article = Article(title=title or "", text=text)
     else:
@@ -200,15 +201,11 @@ def try_(
         click.echo(f"note: {one_line(note)}", err=True)
     hits = matcher.match(article, feed_name=feed_name, feed_tags=feed_tags)
     name = watchlist.name if not chosen.is_query else query_or_watchlist
+    reason = None if hits else reason_for_no_hit(watchlist, article, feed_name, feed_tags)
     if as_json:
-        click.echo(
-            json.dumps(
-                {"matches": bool(hits), "hits": [_hit_json(h, article) for h in hits], "notes": notes},
-                ensure_ascii=False,
-            )
-        )
+        result = {"matches": bool(hits), "hits": [_hit_json(h, article) for h in hits], "notes": notes}
+        click.echo(json.dumps({**result, "why_not": reason}, ensure_ascii=False))
     elif not hits:
-        reason = reason_for_no_hit(watchlist, article)
         click.echo(f"no match for {one_line(name)}" + (f": {one_line(reason)}" if reason else ""))
     for hit in [] if as_json else hits:
         click.echo(f"match: {hit.watchlist}: {one_line(hit.query)}")
@@ -256,6 +253,11 @@ def rematch(ctx: click.Context, watchlist: str, since: str | None, notify: bool)
         picked = watchlist_for(config, watchlist)
     except ValueError as e:
         click.echo(f"watchdesk: {e}", err=True)
+        ctx.exit(2)
+    if picked.disabled:
+        click.echo(
+            f"watchdesk: watchlist {watchlist!r} is disabled (enabled = false); enable it first", err=True
+        )
         ctx.exit(2)
     if picked.is_query:
         known = ", ".join(w.name for w in config.watchlists) or "none"

@@ -36,11 +36,6 @@ class LiteralSet:
         self._scratch = hyperscan.Scratch(self._db)
         self._local = threading.local()
 
-    @property
-    def size(self) -> int:
-        """Bytes of the compiled database."""
-        return int(self._db.size())
-
     def find(self, data: bytes) -> dict[int, list[int]]:
         """Pattern index -> the end offsets (exclusive) of its occurrences in `data`, in order."""
         scratch = getattr(self._local, "scratch", None)

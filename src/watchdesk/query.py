@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from itertools import takewhile
 from typing import NamedTuple
 
 from .errors import QuerySyntaxError
@@ -35,7 +36,7 @@ MIN_PREFIX = 3  # a one-word prefix needs this many characters before the *
 MAX_DEPTH = 50
 _JOINERS = frozenset("-\u2010\u2011'\u2019\u02bc")  # hyphens and apostrophes
 _QUOTES = '"“”„'
-_SIGNIFICANT_SYMBOLS = re.compile(r"(?<=\w)[+#]+(?=\s|$)|(?<!\S)\.(?=\w)")  # C++ C# F#, .NET
+_SIGNIFICANT_SYMBOLS = re.compile(r"(?<=\w)[+#]+(?!\w)|(?<![\w.])\.(?=\w)")  # C++ C# F#, .NET
 _DASHES = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2212\ufe63\uff0d")  # leading: exclude
 _OPEN_SINGLE, _CLOSE_SINGLE = "'‘‚", "'’‘"
 _FLAGS_RE = re.compile(r"[adgimsuvxyL]+(?=[\s)]|\Z)")  # JavaScript / Perl style /x/gi
@@ -125,7 +126,7 @@ def _lex(q: str) -> list[_Tok]:
             out.append(_word_token(q[i:j], col))
             i = j
     out.append(_Tok("EOF", "", n + 1))
-    _check_single_quotes(q, [t for t in out if t.kind == "WORD"])
+    _check_single_quotes(q, out)
     return out
 
 
@@ -141,16 +142,20 @@ def _check_regex_end(q: str, start: int, end: int) -> None:
             hint = f"remove them: /{pattern}/ finds every match; flags like (?i) go inline at its start"
         raise _error(f"regex flags {m.group()!r} after the closing /", end + 2, hint)
     hint = "a regex ends with a / followed by a space, ) or the end of the query"
+    if not (after.isalnum() or "/" in q[end + 1 :]):  # /x/, or /x/-y: no slash was meant inside
+        raise _error(f"{after!r} right after a regex", end + 2, hint)
     raise _error("a / inside a regex must be written \\/", end + 1, hint)
 
 
-def _check_single_quotes(q: str, words: list[_Tok]) -> None:
-    """'dark web' is an error (it would silently be 'dark AND web'); o'neill, 'til are words."""
-    for k, tok in enumerate(words):
+def _check_single_quotes(q: str, tokens: list[_Tok]) -> None:
+    """'dark web' is an error (it would silently be 'dark AND web'); o'neill, 'til are
+    words, and 'Ndrangheta OR camorra' is two terms: only a run of adjacent words counts."""
+    for k, tok in enumerate(tokens):
         v = tok.value
-        if v[0] not in _OPEN_SINGLE or (len(v) > 1 and v[-1] in _CLOSE_SINGLE):
+        if tok.kind != "WORD" or v[0] not in _OPEN_SINGLE or (len(v) > 1 and v[-1] in _CLOSE_SINGLE):
             continue
-        close = next((t for t in words[k + 1 :] if t.value[-1] in _CLOSE_SINGLE), None)
+        run = takewhile(lambda t: t.kind == "WORD", tokens[k + 1 :])
+        close = next((t for t in run if t.value[-1] in _CLOSE_SINGLE), None)
         if close is not None:
             inner = q[tok.column : close.column + len(close.value) - 2]
             hint = f'use double quotes for a phrase: "{inner}"'
@@ -303,7 +308,7 @@ class _Parser:
         if not a.words:
             raise _error(f"no letters or digits in {raw!r}", tok.column, "symbols")
         if m := _SIGNIFICANT_SYMBOLS.search(body):  # C++, C#, .NET: not the bare word
-            pattern = re.escape(body).replace("\\ ", " ")
+            pattern = re.escape(body).replace("\\ ", " ").replace("/", "\\/")
             message = f"{raw!r} would match {' '.join(a.words)!r}: symbols are not matched"
             raise _error(message, col + m.start(), f"for the symbols too, use a regex: /{pattern}/")
         if prefix and len(a.words) == 1 and len(a.words[0]) < MIN_PREFIX:

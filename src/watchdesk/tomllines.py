@@ -148,17 +148,18 @@ def string_position(lines: list[str], i: int, col: int, index: int) -> tuple[int
     while i < len(lines):
         line = lines[i]
         while pos < len(line):
+            backslash = quote == '"' and line[pos] == "\\"
+            if backslash and triple and not line[pos + 1 :].strip():  # line-ending: no characters
+                i += 1
+                while i < len(lines) and not lines[i].strip():
+                    i += 1
+                if i >= len(lines):
+                    break
+                line, pos = lines[i], len(lines[i]) - len(lines[i].lstrip())
+                continue
             if line.startswith(delim, pos) or seen == index:
                 return i + 1, pos + 1
-            if quote == '"' and line[pos] == "\\":
-                if triple and not line[pos + 1 :].strip():  # line-ending backslash: no characters
-                    i += 1
-                    while i < len(lines) and not lines[i].strip():
-                        i += 1
-                    if i >= len(lines):
-                        break
-                    line, pos = lines[i], len(lines[i]) - len(lines[i].lstrip())
-                    continue
+            if backslash:
                 pos += _ESCAPE_LENGTH.get(line[pos + 1 : pos + 2], 2)
             else:
                 pos += 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -57,6 +57,7 @@ class Chosen:
 
     watchlist: Watchlist
     is_query: bool = False
+    disabled: bool = False  # enabled = false: try tries it, rematch refuses it
     notes: tuple[str, ...] = ()  # said to the user: a disabled watchlist, a likely typo
 
 
@@ -95,21 +96,26 @@ def _from_file(config: Config | None, path: Path) -> Chosen:
     if watchlist is None:
         raise ValueError("\n".join(str(p) for p in problems))
     enabled, _ = load_watchlist_file(path, channels, scopes)
-    return Chosen(
-        watchlist, notes=() if enabled else (f"{path} is disabled (enabled = false); tried anyway",)
-    )
+    notes = () if enabled else (f"{path} is disabled (enabled = false); tried anyway",)
+    return Chosen(watchlist, disabled=enabled is None, notes=notes)
 
 
-def reason_for_no_hit(watchlist: Watchlist, article: Article) -> str | None:
-    """Why a watchlist does not match an article its match queries do match: the exclude
-    query that vetoes it. None when no match query matches."""
+def reason_for_no_hit(
+    watchlist: Watchlist, article: Article, feed_name: str = "", feed_tags: Iterable[str] = ()
+) -> str | None:
+    """Why a watchlist does not match an article (from that feed) its match queries do
+    match: the exclude query that vetoes it. None when no match query matches."""
     if not watchlist.exclude:
         return None
-    unvetoed = compile_matcher([replace(watchlist, exclude=())]).match(article)
+    tags = tuple(feed_tags)
+    unvetoed = compile_matcher([replace(watchlist, exclude=())]).match(
+        article, feed_name=feed_name, feed_tags=tags
+    )
     if not unvetoed:
         return None
     for query in watchlist.exclude:
-        if compile_matcher([replace(watchlist, match=(query,), exclude=())]).match(article):
+        vetoing = compile_matcher([replace(watchlist, match=(query,), exclude=())])
+        if vetoing.match(article, feed_name=feed_name, feed_tags=tags):
             return f"match query {unvetoed[0].query!r} matches, but exclude query {query!r} vetoes it"
     return None  # not reached: an exclude query matched
 
