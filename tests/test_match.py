@@ -434,3 +434,21 @@ def test_a_match_near_an_end_of_the_text_still_gets_about_thirty_words(where: st
     assert snippet[s:e] == "fentanyl"
     assert len(snippet.replace("…", "").split()) == 31  # the match and 30 words on its one side
     assert snippet.startswith("fentanyl w1 ") if where == "first" else snippet.endswith(" w98 fentanyl")
+
+
+def test_a_regex_that_backtracks_forever_does_not_stall_matching(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import threading
+
+    matcher = compile_matcher(
+        [Watchlist(name="slow", match=("/(a|aa)+$/",)), Watchlist(name="opioids", match=("fentanyl",))]
+    )
+    article = Article(title="", text="fentanyl " + "a" * 60 + "b")  # 2^60 ways to fail with re
+    result: list[list[str]] = []
+    with caplog.at_level(logging.WARNING, logger="watchdesk.match"):
+        worker = threading.Thread(target=lambda: result.append([h.watchlist for h in matcher.match(article)]))
+        worker.daemon = True
+        worker.start()
+        worker.join(60)  # a generous bound: with the time limit it takes about 0.05 s
+    assert result == [["opioids"]]  # the slow regex counts as no match; the other list still fires
+    assert "regex_timeout pattern=/(a|aa)+$/ field=text" in caplog.text

@@ -13,16 +13,20 @@ one set of literal patterns (literals.py). Matching an article then:
    records every matched term with its offsets in the original field and a snippet.
 
 The cost of steps 1-2 follows the article, not the number of terms. Regexes run on the
-original text of a field, cut to REGEX_TEXT_LIMIT characters.
+original text of a field, cut to REGEX_TEXT_LIMIT characters, with the `regex` module
+and a time budget: a pattern that backtracks catastrophically on some text counts as
+not matching it (and says so in the log) instead of stalling the daemon.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
+
+import regex
 
 from .literals import LiteralSet
 from .models import Article, Hit, TermMatch, Watchlist
@@ -31,7 +35,10 @@ from .querytree import FIELDS, And, Field, Near, Node, Not, Or, Regex, Term, wal
 from .snippet import SNIPPET_MAX_MATCH, Window, cut_window, place_marks
 from .textnorm import Analyzed, analyze, fold_exact
 
+log = logging.getLogger(__name__)
+
 REGEX_TEXT_LIMIT = 100_000  # characters of a field a /regex/ is applied to
+REGEX_TIME_LIMIT = 0.05  # seconds one /regex/ may take on one field of one article
 MAX_MATCHES_PER_TERM = 20  # occurrences of one term recorded in a Hit
 
 Span = tuple[int, int, tuple[tuple[Node, int, int], ...]]  # tokens i..j and the terms in it
@@ -74,7 +81,7 @@ class Matcher:
         self._simple: list[bool] = []  # no case-sensitive check: an occurrence is a match
         self._term_anchors: list[tuple[int, ...]] = []
         self._anchors: dict[str, int] = {}
-        self._regex: dict[str, re.Pattern[str]] = {}
+        self._regex: dict[str, regex.Pattern[str]] = {}
         self._lists = tuple(self._compile_list(w) for w in watchlists)
         by_anchor: list[set[int]] = [set() for _ in self._anchors]
         self._always: list[int] = []
@@ -105,7 +112,7 @@ class Matcher:
                 if isinstance(sub, Term):
                     self._tid[id(sub)] = self._intern(sub)
                 elif isinstance(sub, Regex):
-                    self._regex[sub.pattern] = re.compile(sub.pattern)
+                    self._regex[sub.pattern] = regex.compile(sub.pattern)
             triggers = self._triggers(node)
             if triggers is None:
                 return _Query(source, node, None)
@@ -200,6 +207,7 @@ class _Run:
         self._occ: dict[tuple[int, str], list[tuple[int, int]]] = {}
         self._spans: dict[tuple[int, str], list[Span]] = {}
         self._windows: dict[tuple[int, int, int], Window] = {}
+        self._regex_found: dict[tuple[str, str], list[regex.Match[str]]] = {}
 
     def present_anchors(self) -> set[int]:
         """Patterns found in some field (before case-sensitive checks)."""
@@ -250,12 +258,29 @@ class _Run:
                 self.true(node.left, (f,)) and self.true(node.right, (f,)) and self.spans(node, f)
                 for f in scope
             )
-        return any(next(self.regex(node, f), None) for f in scope)
+        return any(self.regex(node, f) for f in scope)
 
-    def regex(self, node: Regex, field: str) -> Iterator[re.Match[str]]:
-        """Non-empty matches of a regex in the first REGEX_TEXT_LIMIT characters of `field`."""
-        found = self.m._regex[node.pattern].finditer(self.texts[field][:REGEX_TEXT_LIMIT])
-        return (m for m in found if m.end() > m.start())
+    def regex(self, node: Regex, field: str) -> list[regex.Match[str]]:
+        """The first MAX_MATCHES_PER_TERM non-empty matches of a regex in the first
+        REGEX_TEXT_LIMIT characters of `field`; none if it takes over REGEX_TIME_LIMIT."""
+        key = (node.pattern, field)
+        if key in self._regex_found:
+            return self._regex_found[key]
+        pattern, text = self.m._regex[node.pattern], self.texts[field][:REGEX_TEXT_LIMIT]
+        try:
+            found = pattern.finditer(text, timeout=REGEX_TIME_LIMIT)
+            matches = list(islice((m for m in found if m.end() > m.start()), MAX_MATCHES_PER_TERM))
+        except TimeoutError:
+            log.warning(
+                "regex_timeout pattern=/%s/ field=%s chars=%d: taken as no match (it backtracks too much "
+                "on this text; see the watchlist docs on regexes)",
+                node.pattern,
+                field,
+                len(text),
+            )
+            matches = []
+        self._regex_found[key] = matches
+        return matches
 
     def spans(self, node: Node, field: str) -> list[Span]:
         """Token spans of a NEAR operand (a term, an OR of operands or a NEAR) in `field`."""
@@ -301,7 +326,7 @@ class _Run:
         elif isinstance(node, Regex):
             for f in scope:
                 k, label = FIELDS.index(f), f"/{node.pattern}/"
-                found = islice(self.regex(node, f), MAX_MATCHES_PER_TERM)
+                found = self.regex(node, f)
                 out += [(k, m.start(), m.end(), label, False) for m in found]
         return out
 

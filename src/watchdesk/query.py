@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from itertools import takewhile
 from typing import NamedTuple
 
+import regex
+
 from .errors import QuerySyntaxError
 from .querytree import And, Field, Near, Node, Not, Or, Regex, Term, walk
 from .textnorm import Token as Token
@@ -332,8 +334,9 @@ def _regex(pattern: str, column: int) -> Regex:
     if not pattern:
         raise _error("empty regex", column, "write a pattern between the slashes")
     try:
-        compiled = re.compile(pattern)
-    except re.error as e:
+        compiled = re.compile(pattern)  # re points at the mistake; the matcher runs it with
+        regex.compile(pattern)  # the regex module (match.py), which must take it too
+    except (re.error, regex.error) as e:
         raise _error(f"invalid regex: {e.msg}", column + 1 + (e.pos or 0), "regex") from None
     if compiled.search("") is not None:
         raise _error("regex matches empty text", column, "make it require at least a character")
