@@ -26,8 +26,8 @@ from pathlib import Path
 
 import trafilatura
 
-from watchdesk.extract import extract_page
-from watchdesk.workers import CpuPool
+from watchdesk.ingest.extract import extract_page
+from watchdesk.ingest.workers import CpuPool
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 _SPACE = re.compile(r"\s+")

@@ -44,9 +44,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from watchdesk.match import compile_matcher  # noqa: E402
+from watchdesk.language.textnorm import analyze  # noqa: E402
+from watchdesk.matching.match import compile_matcher  # noqa: E402
 from watchdesk.models import Article, Watchlist  # noqa: E402
-from watchdesk.textnorm import analyze  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "articles"
 SIZES = (10, 1_000, 10_000)

@@ -13,8 +13,8 @@ from conftest import write_config
 from seed_fixture import STORY, serve_story
 from server import LocalServer
 
-from watchdesk.narrow import any_of, fts_expression
-from watchdesk.query import parse_query
+from watchdesk.language.query import parse_query
+from watchdesk.matching.narrow import any_of, fts_expression
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

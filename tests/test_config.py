@@ -226,7 +226,7 @@ def test_a_query_error_in_a_multi_line_or_escaped_string_points_into_the_file(tm
 def test_string_position_points_at_each_character_of_a_string_value(quote: str) -> None:
     import tomllib
 
-    from watchdesk.tomllines import locate, string_position
+    from watchdesk.config.tomllines import locate, string_position
 
     for value in ["fentanyl", "dark web AND (pills", "a\tb c", ""]:
         text = f"match = [\n  'x', {quote}{value}{quote}, 'y',\n]\n"
@@ -242,7 +242,7 @@ def test_string_position_points_at_each_character_of_a_string_value(quote: str) 
 
 
 def test_string_position_after_a_line_ending_backslash() -> None:
-    from watchdesk.tomllines import locate, string_position
+    from watchdesk.config.tomllines import locate, string_position
 
     text = 'match = ["""fentanyl AND \\\n    (pills"""]\n'
     strings: dict[tuple[object, ...], tuple[int, int]] = {}

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from watchdesk.errors import QuerySyntaxError
-from watchdesk.match import compile_matcher
+from watchdesk.language.query import parse_query
+from watchdesk.matching.match import compile_matcher
 from watchdesk.models import Article, Watchlist
-from watchdesk.query import parse_query
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = (ROOT / "docs" / "watchlists.md", ROOT / "README.md")

@@ -13,7 +13,7 @@ from conftest import write_config
 from seed_fixture import STORY, serve_story
 from server import LocalServer
 
-from watchdesk.extract import extract_page
+from watchdesk.ingest.extract import extract_page
 
 
 def watchdesk(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import httpcore
 import httpx
 import pytest
 
-from watchdesk.guard import AddressPolicy, GuardedBackend, guarded_transport
+from watchdesk.ingest.guard import AddressPolicy, GuardedBackend, guarded_transport
 
 POLICY = AddressPolicy(["127.0.0.1/32"])
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from watchdesk.literals import LiteralSet
-from watchdesk.match import compile_matcher
+from watchdesk.matching.literals import LiteralSet
+from watchdesk.matching.match import compile_matcher
 from watchdesk.models import Article, Watchlist
 
 

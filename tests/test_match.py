@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from watchdesk.errors import QuerySyntaxError
-from watchdesk.match import (
+from watchdesk.matching.match import (
     MAX_MATCHES_PER_TERM,
     REGEX_TEXT_LIMIT,
     compile_matcher,
 )
+from watchdesk.matching.snippet import make_snippet
 from watchdesk.models import Article, Hit, Watchlist
-from watchdesk.snippet import make_snippet
 
 
 def case(query: str, text: str, expected: bool, *, title: str = "", cs: tuple[str, ...] = ()) -> object:
@@ -445,7 +445,7 @@ def test_a_regex_that_backtracks_forever_does_not_stall_matching(caplog: pytest.
     )
     article = Article(title="", text="fentanyl " + "a" * 60 + "b")  # 2^60 ways to fail with re
     result: list[list[str]] = []
-    with caplog.at_level(logging.WARNING, logger="watchdesk.match"):
+    with caplog.at_level(logging.WARNING, logger="watchdesk.matching.match"):
         worker = threading.Thread(target=lambda: result.append([h.watchlist for h in matcher.match(article)]))
         worker.daemon = True
         worker.start()

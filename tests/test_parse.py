@@ -7,7 +7,7 @@ import inspect
 import feedparser
 import feedparser.sanitizer
 
-from watchdesk.parse import NEVER_MATCHES, html_to_text, parse_feed
+from watchdesk.ingest.parse import NEVER_MATCHES, html_to_text, parse_feed
 
 
 def entity_bomb(refs: int = 30_000, size: int = 1_000) -> bytes:

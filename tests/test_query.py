@@ -8,10 +8,10 @@ import unicodedata
 import pytest
 
 from watchdesk.errors import QuerySyntaxError
-from watchdesk.match import compile_matcher
+from watchdesk.language.query import nested_quantifier, normalize, parse_query, tokenize
+from watchdesk.language.querytree import And, Near, Not, Or, Term, unparse, walk
+from watchdesk.matching.match import compile_matcher
 from watchdesk.models import Article, Watchlist
-from watchdesk.query import nested_quantifier, normalize, parse_query, tokenize
-from watchdesk.querytree import And, Near, Not, Or, Term, unparse, walk
 
 # query -> canonical, fully parenthesised form
 TREES = [

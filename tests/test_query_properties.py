@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watchdesk import codepages
-from watchdesk.match import compile_matcher
+from watchdesk.language import codepages
+from watchdesk.language.query import normalize, tokenize
+from watchdesk.language.textnorm import _analyze_reference, analyze
+from watchdesk.matching.match import compile_matcher
 from watchdesk.models import Article, Watchlist
-from watchdesk.query import normalize, tokenize
-from watchdesk.textnorm import _analyze_reference, analyze
 
 PROPERTY = settings(derandomize=True, max_examples=300, deadline=None)
 

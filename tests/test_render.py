@@ -23,7 +23,7 @@ from watchdesk.notify.render import (
     safe_link,
     snippet_segments,
 )
-from watchdesk.sanitize import header_text, one_line, slack_escape, slack_text
+from watchdesk.notify.sanitize import header_text, one_line, slack_escape, slack_text
 
 T0 = datetime(2026, 11, 2, 23, 0, tzinfo=UTC)
 

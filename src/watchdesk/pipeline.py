@@ -18,10 +18,20 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from . import digest
-from .articles import ArticleFetcher, article_from_entry, carries_full_text, fetch_article
 from .config import FeedConfig, PollingConfig
-from .fetch import fetch_feed
-from .match import Matcher
+from .ingest import (
+    ArticleFetcher,
+    CpuPool,
+    HttpPool,
+    Limits,
+    WorkerFailed,
+    article_from_entry,
+    carries_full_text,
+    fetch_article,
+    fetch_feed,
+    parse_feed,
+)
+from .matching import Matcher
 from .models import (
     Alert,
     Article,
@@ -36,16 +46,13 @@ from .models import (
     PollSummary,
     Watchlist,
 )
-from .net import HttpPool, Limits
-from .parse import parse_feed
 from .schedule import Health, Schedule, after_failure, after_success
 from .store import entries as entry_store
 from .store import feeds as feed_store
 from .store import hits as hit_store
 from .store import outbox as outbox_store
-from .store.db import without_fsync
-from .urls import canonical_url
-from .workers import CpuPool, WorkerFailed
+from .store import without_fsync
+from .web import canonical_url
 
 log = logging.getLogger(__name__)
 

@@ -14,19 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .articles import ArticleFetcher
 from .config import Config, load_watchlists
-from .match import compile_matcher
+from .ingest import ArticleFetcher, CpuPool, HttpPool, Limits, RobotsCache
+from .matching import compile_matcher
 from .models import PollSummary, Watchlist
-from .net import HttpPool, Limits
 from .notify import Channel, ChannelNotAvailable, build_channel
 from .outbox import Drainer, DrainSummary
 from .pipeline import PollContext, refresh_feed
-from .robots import RobotsCache
 from .store import feeds as feed_store
 from .store import open_db
 from .store import outbox as outbox_store
-from .workers import CpuPool
 
 WORKER_MEMORY_LIMIT = 1536 * 2**20  # address space of one parse/extract worker
 

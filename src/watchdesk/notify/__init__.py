@@ -1,4 +1,7 @@
-"""Alert channels behind one Protocol. Each channel renders an Alert and delivers it."""
+"""Notify: alert channels behind one Protocol.
+
+In: an Alert or a Digest and a ChannelConfig. Out: a DeliveryResult (sent, retry later or
+failed for good); each channel renders (render, email_message, sanitize) and delivers."""
 
 from __future__ import annotations
 

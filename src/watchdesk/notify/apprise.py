@@ -12,11 +12,10 @@ import asyncio
 import logging
 from typing import Any
 
-from ..config import ChannelConfig
+from ..config import ChannelConfig, resolve
 from ..models import Alert, DeliveryResult, Digest
-from ..sanitize import header_text
-from ..secrets import resolve
 from . import render
+from .sanitize import header_text
 
 DEFAULT_TIMEOUT = 60.0
 INSTALL_HINT = "pip install 'watchdesk[apprise]'"

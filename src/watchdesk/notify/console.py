@@ -6,8 +6,8 @@ import sys
 from typing import TextIO
 
 from ..models import Alert, DeliveryResult, Digest
-from ..sanitize import for_terminal, one_line
 from .render import digest_text, marked
+from .sanitize import for_terminal, one_line
 
 
 def render(alert: Alert) -> str:

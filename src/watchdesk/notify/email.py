@@ -32,11 +32,10 @@ from email.message import Message
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
-from ..config import ChannelConfig
+from ..config import ChannelConfig, redact, resolve
 from ..models import Alert, DeliveryResult, Digest
-from ..sanitize import one_line
-from ..secrets import redact, resolve
 from .email_message import alert_message, digest_message
+from .sanitize import one_line
 
 SESSION_IDLE = 30.0  # seconds an SMTP session may sit unused before it is closed, not reused
 log = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 from html import escape
 
 from ..models import Alert, Digest
-from ..sanitize import header_text, one_line
 from . import render
+from .sanitize import header_text, one_line
 
 FALLBACK_DOMAIN = "watchdesk.invalid"
 _DOMAIN = re.compile(r"^[a-z0-9-]+(?:\.[a-z0-9-]+)*$")

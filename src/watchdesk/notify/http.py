@@ -38,11 +38,10 @@ import h11
 import httpx
 
 from .. import __version__
-from ..guard import tls_context
+from ..config import redact
 from ..models import DeliveryResult
-from ..net import parse_retry_after
-from ..sanitize import one_line
-from ..secrets import redact
+from ..web import parse_retry_after, tls_context
+from .sanitize import one_line
 
 USER_AGENT = f"watchdesk/{__version__}"
 DEFAULT_TIMEOUT = 30.0

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from ..models import Alert, Digest
-from ..sanitize import for_terminal, one_line
+from .sanitize import for_terminal, one_line
 
 _WHITESPACE = re.compile(r"\s+")
 MAX_LINK_CHARS = 2000

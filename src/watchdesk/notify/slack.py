@@ -22,11 +22,10 @@ from typing import Any
 
 import httpx
 
-from ..config import ChannelConfig
+from ..config import ChannelConfig, redact, resolve
 from ..models import Alert, DeliveryResult, Digest
-from ..sanitize import slack_escape, slack_text
-from ..secrets import redact, resolve
 from . import http, render
+from .sanitize import slack_escape, slack_text
 
 # Block Kit limits (https://api.slack.com/reference/block-kit).
 MAX_BLOCKS = 50

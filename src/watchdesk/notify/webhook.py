@@ -42,9 +42,8 @@ from typing import Any
 
 import httpx
 
-from ..config import ChannelConfig
+from ..config import ChannelConfig, redact, resolve
 from ..models import Alert, DeliveryResult, Digest
-from ..secrets import redact, resolve
 from . import http, render
 
 SIGNATURE_HEADER = "X-Watchdesk-Signature"

@@ -1,5 +1,8 @@
-"""The embedded SQLite store: open_db() and the migrations; one module per table."""
+"""The store: the embedded SQLite database, the one place state lives.
 
-from .db import open_db
+In: what the pipeline and the drainer record. Out: feeds due, entries known, hits, outbox
+rows. open_db runs the migrations (db); one module per table (feeds, entries, hits, outbox)."""
 
-__all__ = ["open_db"]
+from .db import open_db, without_fsync
+
+__all__ = ["open_db", "without_fsync"]

@@ -115,7 +115,7 @@ def _digests(db: sqlite_utils.Database) -> None:
 
 @migrations(name="0004_archive_search")
 def _archive_search(db: sqlite_utils.Database) -> None:
-    from ..narrow import fts_tokens  # the matcher's tokeniser: index and queries agree
+    from ..language import fts_tokens  # the matcher's tokeniser: index and queries agree
 
     db.execute(
         "CREATE VIRTUAL TABLE entries_fts USING fts5(tokens, content='', tokenize='unicode61 remove_diacritics 0')"

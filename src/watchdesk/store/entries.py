@@ -9,9 +9,9 @@ from typing import Any
 
 import sqlite_utils
 
+from ..language import fts_tokens
 from ..models import Article, ParsedEntry
-from ..narrow import fts_tokens
-from ..urls import canonical_url
+from ..web import canonical_url
 
 
 def existing_keys(db: sqlite_utils.Database, feed_id: int, keys: Sequence[str]) -> set[str]:

@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import SecretError
+from ..errors import SecretError
 
 _REF = re.compile(r"^(env|credential):([A-Za-z_][A-Za-z0-9_.-]*)$")
 

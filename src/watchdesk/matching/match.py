@@ -28,12 +28,25 @@ from itertools import islice
 
 import regex
 
+from ..language import (
+    FIELDS,
+    Analyzed,
+    And,
+    Field,
+    Near,
+    Node,
+    Not,
+    Or,
+    Regex,
+    Term,
+    analyze,
+    fold_exact,
+    parse_query,
+    walk,
+)
+from ..models import Article, Hit, TermMatch, Watchlist
 from .literals import LiteralSet
-from .models import Article, Hit, TermMatch, Watchlist
-from .query import parse_query
-from .querytree import FIELDS, And, Field, Near, Node, Not, Or, Regex, Term, walk
 from .snippet import SNIPPET_MAX_MATCH, Window, cut_window, place_marks
-from .textnorm import Analyzed, analyze, fold_exact
 
 log = logging.getLogger(__name__)
 

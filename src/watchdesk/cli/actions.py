@@ -13,18 +13,13 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
-from .articles import ArticleFetcher, Page
-from .config import Config, NetworkConfig
-from .extract import Extraction
-from .match import compile_matcher
-from .models import Article, Hit, Watchlist
-from .narrow import any_of
-from .net import HttpPool, Limits
-from .pipeline import queue_alerts, story_key
-from .robots import RobotsCache
-from .store import entries as entry_store
-from .store import hits as hit_store
-from .watchlists import feed_scopes, load_watchlist_file
+from ..config import Config, NetworkConfig, feed_scopes, load_watchlist_file
+from ..ingest import ArticleFetcher, Extraction, HttpPool, Limits, Page, RobotsCache
+from ..matching import any_of, compile_matcher
+from ..models import Article, Hit, Watchlist
+from ..pipeline import queue_alerts, story_key
+from ..store import entries as entry_store
+from ..store import hits as hit_store
 
 
 async def fetch_page_once(url: str, config: Config | None) -> Page:

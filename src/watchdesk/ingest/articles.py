@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ..models import Article, ParsedEntry
 from .extract import Extraction, extract_page
-from .models import Article, ParsedEntry
 from .net import HttpPool, Limits, RequestFailed
 from .robots import RobotsCache
 from .workers import CpuPool, WorkerFailed

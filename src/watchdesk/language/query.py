@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import regex
 
-from .errors import QuerySyntaxError
+from ..errors import QuerySyntaxError
 from .querytree import And, Field, Near, Node, Not, Or, Regex, Term, walk
 from .textnorm import Token as Token
 from .textnorm import analyze, exact_forms

@@ -224,3 +224,8 @@ def spellings(
 
 if sys.maxunicode < 0x10FFFF:  # pragma: no cover - every supported CPython is wide
     raise ImportError("watchdesk needs a wide-unicode Python build")
+
+
+def fts_tokens(*fields: str) -> str:
+    """What the archive indexes for an entry: the normalised tokens of its fields."""
+    return " ".join(analyze(f).joined.strip() for f in fields)

@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit  # noqa: F401  (re-exported for config)
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..errors import Problem
 from . import secrets
-from .errors import Problem
 from .tomllines import locate, string_position
 
 _DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")

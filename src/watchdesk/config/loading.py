@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..errors import ConfigError, Problem
+from ..models import Watchlist
 from . import secrets
-from .errors import ConfigError, Problem
-from .models import Watchlist
 from .tomlcheck import (
     Check,
     Collector,

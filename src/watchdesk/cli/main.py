@@ -10,15 +10,15 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .cli_common import load, since_option, when
-from .cli_tools import COMMANDS
-from .errors import WatchdeskError
-from .sanitize import one_line
-from .store import feeds as feed_store
-from .store import hits as hit_store
-from .store import open_db
-from .store import outbox as outbox_store
+from .. import __version__
+from ..errors import WatchdeskError
+from ..notify.sanitize import one_line
+from ..store import feeds as feed_store
+from ..store import hits as hit_store
+from ..store import open_db
+from ..store import outbox as outbox_store
+from .common import load, since_option, when
+from .tools import COMMANDS
 
 
 @click.group()
@@ -45,7 +45,7 @@ def main(ctx: click.Context, config_path: str | None, log_level: str | None) -> 
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the daemon in the foreground (what systemd starts)."""
-    from .daemon import run_daemon
+    from ..daemon import run_daemon
 
     config = load(ctx)
     try:
@@ -60,7 +60,7 @@ def run(ctx: click.Context) -> None:
 @click.pass_context
 def poll(ctx: click.Context, once: bool) -> None:
     """Poll every feed now, match, store, deliver; print a summary; exit."""
-    from .runtime import Runtime
+    from ..runtime import Runtime
 
     config = load(ctx)
 

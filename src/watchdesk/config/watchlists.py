@@ -10,9 +10,9 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Protocol
 
-from .errors import Problem, QuerySyntaxError
-from .models import Watchlist
-from .query import parse_query
+from ..errors import Problem, QuerySyntaxError
+from ..language import parse_query
+from ..models import Watchlist
 from .tomlcheck import Check, Collector, _bool, _str, _str_list, _via, check_table, parse_delivery, read_toml
 
 

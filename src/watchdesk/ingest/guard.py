@@ -14,7 +14,6 @@ Allowed: global unicast addresses, and the CIDR ranges of `[network] allow`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import socket
 import ssl
@@ -22,6 +21,8 @@ from collections.abc import Iterable
 
 import httpcore
 import httpx
+
+from ..web import tls_context
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -136,14 +137,6 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self.inner.sleep(seconds)
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """Certificates and host names verified against certifi's CA store, as httpx does.
-    Loading the store costs ~14 ms, so one context is made, on first use, and shared by
-    every HTTP client and channel."""
-    return httpx.create_ssl_context(trust_env=False)
 
 
 def guarded_transport(

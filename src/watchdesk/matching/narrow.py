@@ -11,14 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .query import parse_query
-from .querytree import And, Field, Near, Node, Not, Or, Regex, Term
-from .textnorm import analyze
-
-
-def fts_tokens(*fields: str) -> str:
-    """What the archive indexes for an entry: the normalised tokens of its fields."""
-    return " ".join(analyze(f).joined.strip() for f in fields)
+from ..language import And, Field, Near, Node, Not, Or, Regex, Term, parse_query
 
 
 def _term(term: Term) -> str:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import click
 
-from .cli_common import load, optional_config, since_option
-from .errors import QuerySyntaxError
-from .models import Article, Hit
-from .notify.render import marked
-from .sanitize import for_terminal, one_line
-from .store import open_db
+from ..errors import QuerySyntaxError
+from ..models import Article, Hit
+from ..notify.render import marked
+from ..notify.sanitize import for_terminal, one_line
+from ..store import open_db
+from .common import load, optional_config, since_option
 
 
 @click.command()
@@ -30,8 +30,8 @@ def extract(ctx: click.Context, source: str, as_json: bool) -> None:
     A URL is fetched exactly as the daemon fetches article pages: the network guard,
     robots.txt, the deadline and the byte cap of the config (or the defaults).
     """
-    from .extract import extract_page
-    from .tools import fetch_page_once
+    from ..ingest import extract_page
+    from .actions import fetch_page_once
 
     if source.startswith(("http://", "https://")):
         config = optional_config(ctx)
@@ -66,8 +66,8 @@ def extract(ctx: click.Context, source: str, as_json: bool) -> None:
 @click.pass_context
 def notify_test(ctx: click.Context, channel: str) -> None:
     """Send a clearly marked test alert through CHANNEL and report the result."""
-    from .models import Alert
-    from .notify import ChannelNotAvailable, build_channel
+    from ..models import Alert
+    from ..notify import ChannelNotAvailable, build_channel
 
     config = load(ctx, tool=True)
     if channel not in config.channels:
@@ -142,9 +142,9 @@ def try_(
     unless --feed names the feed. Exit status: 0 when it matches, 1 when it does not,
     2 on an error.
     """
-    from .extract import extract_page
-    from .match import compile_matcher
-    from .tools import article_from_extraction, fetch_page_once, reason_for_no_hit, watchlist_for
+    from ..ingest import extract_page
+    from ..matching import compile_matcher
+    from .actions import article_from_extraction, fetch_page_once, reason_for_no_hit, watchlist_for
 
     if sum(x is not None for x in (text, file, url)) != 1:
         raise click.UsageError("give exactly one of --text, --file, --url")
@@ -244,9 +244,9 @@ def _hit_json(hit: Hit, article: Article) -> dict[str, object]:
 @click.pass_context
 def rematch(ctx: click.Context, watchlist: str, since: str | None, notify: bool) -> None:
     """Apply a (new or edited) watchlist to stored articles and store its hits."""
-    from .store import entries as entry_store
-    from .tools import candidates_query, watchlist_for
-    from .tools import rematch as run_rematch
+    from ..store import entries as entry_store
+    from .actions import candidates_query, watchlist_for
+    from .actions import rematch as run_rematch
 
     config = load(ctx, check_secrets=False, tool=True)
     try:
@@ -293,8 +293,8 @@ def search(ctx: click.Context, query: str, since: str | None, limit: int, as_jso
 
     Exit status: 0 when something matches, 1 when nothing does, 2 on an error.
     """
-    from .query import parse_query
-    from .tools import search as run_search
+    from ..language import parse_query
+    from .actions import search as run_search
 
     config = load(ctx, check_secrets=False, tool=True)
     try:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
-import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,8 +18,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from . import __version__
-from .guard import AddressPolicy, AddressRefused, guarded_transport, tls_context
+from .. import __version__
+from ..web import tls_context
+from .guard import AddressPolicy, AddressRefused, guarded_transport
 
 log = logging.getLogger(__name__)
 
@@ -227,17 +226,3 @@ def check_url(url: str) -> None:
         raise RequestFailed("refused", f"scheme {parts.scheme!r} is not allowed (only http and https)")
     if not parts.hostname:
         raise RequestFailed("refused", "URL has no host")
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))

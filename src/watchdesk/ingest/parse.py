@@ -19,8 +19,8 @@ import feedparser.sanitizer
 import lxml.etree
 import lxml.html
 
-from .models import ParsedEntry, ParsedFeed
-from .urls import canonical_url
+from ..models import ParsedEntry, ParsedFeed
+from ..web import canonical_url
 
 # A pattern that never matches: internal DTD entities are no longer expanded.
 NEVER_MATCHES = re.compile(rb"(?!)")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .models import FailureKind, Fetched, FetchFailed, FetchResult, NotModified
-from .net import HttpPool, Limits, RequestFailed, parse_retry_after
+from ..models import FailureKind, Fetched, FetchFailed, FetchResult, NotModified
+from ..web import parse_retry_after
+from .net import HttpPool, Limits, RequestFailed
 
 # Only formats parse.py reads: feedparser 6.0 has no JSON Feed support, so asking for
 # application/feed+json would invite a negotiating server to send what we cannot parse.

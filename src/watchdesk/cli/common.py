@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import click
 
-from .config import Config, find_config, load_config, parse_duration
-from .errors import ConfigError
+from ..config import Config, find_config, load_config, parse_duration
+from ..errors import ConfigError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
