@@ -71,6 +71,12 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "max_backoff": _via(parse_duration),
         "fetch_article": _one_of(*FETCH_ARTICLE),
         "extract_timeout": _via(parse_duration),
+        "min_interval": _via(parse_duration),
+    },
+    "health": {
+        "notify": _str_list,
+        "failing_after": _via(parse_duration),
+        "stale_after": _via(parse_duration),
     },
     "network": {
         "allow": _cidr_list,
@@ -93,6 +99,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "backfill": _via(parse_backfill),
         "fetch_article": _one_of(*FETCH_ARTICLE),
         "enabled": _bool,
+        "stale_after": _via(parse_duration),
     },
 }
 CHANNEL_COMMON: dict[str, Check] = {
@@ -132,6 +139,14 @@ class PollingConfig:
     max_backoff: float = 6 * 3600.0
     fetch_article: str = "auto"
     extract_timeout: float = 20.0
+    min_interval: float = 120.0  # an overflowing feed is polled more often, down to this
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    notify: tuple[str, ...] = ()  # channels that get feed-health alerts; none by default
+    failing_after: float = 24 * 3600.0  # a feed failing this long alerts once
+    stale_after: float = 14 * 86400.0  # a feed with no new entry this long is stale
 
 
 @dataclass(frozen=True)
@@ -159,6 +174,7 @@ class FeedConfig:
     backfill_set: bool = False  # True when the feed sets its own backfill (None = "all")
     fetch_article: str | None = None
     enabled: bool = True
+    stale_after: float | None = None  # None: [health] stale_after
 
 
 @dataclass(frozen=True)
@@ -178,6 +194,7 @@ class Config:
     log_level: str = "info"
     polling: PollingConfig = PollingConfig()
     network: NetworkConfig = NetworkConfig()
+    health: HealthConfig = HealthConfig()
     feeds: tuple[FeedConfig, ...] = ()
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
     watchlists: tuple[Watchlist, ...] = ()
@@ -218,16 +235,25 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
 
     for key in data:
         if key not in (*SCHEMA, "channel") or key == "feed" and not isinstance(data[key], list):
-            c.add((key,), f"unknown table [{key}] (known: watchdesk, polling, network, feed, channel)")
+            c.add(
+                (key,), f"unknown table [{key}] (known: watchdesk, polling, network, health, feed, channel)"
+            )
     top = check_table(c, data.get("watchdesk", {}), SCHEMA["watchdesk"], ("watchdesk",), "watchdesk")
     polling = PollingConfig(
         **check_table(c, data.get("polling", {}), SCHEMA["polling"], ("polling",), "polling")
     )
     net = check_table(c, data.get("network", {}), SCHEMA["network"], ("network",), "network")
     network = NetworkConfig(**net)
+    health = HealthConfig(**check_table(c, data.get("health", {}), SCHEMA["health"], ("health",), "health"))
 
     feeds = _load_feeds(c, data.get("feed", []))
     channels = _load_channels(c, data.get("channel", {}), check_secrets)
+    for i, chan in enumerate(health.notify):
+        if chan not in channels:
+            known = ", ".join(sorted(channels))
+            c.add(
+                ("health", "notify", i), f"[health] notify names unknown channel {chan!r} (defined: {known})"
+            )
 
     watch_dir = base / top.get("watchlists", "watchlists/")
     watchlists, wl_problems = load_watchlists(watch_dir, channels, feeds)
@@ -242,6 +268,7 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         log_level=top.get("log_level", "info"),
         polling=polling,
         network=network,
+        health=health,
         feeds=tuple(feeds),
         channels=channels,
         watchlists=tuple(watchlists),
@@ -281,6 +308,7 @@ def _load_feeds(c: Collector, raw: Any) -> list[FeedConfig]:
                 backfill_set="backfill" in values,
                 fetch_article=values.get("fetch_article"),
                 enabled=values.get("enabled", True),
+                stale_after=values.get("stale_after"),
             )
         )
     return feeds
