@@ -381,7 +381,7 @@ def test_retry_after_seconds(
     feed_id = one_feed(rt).id
     assert poll(rt, feed_id).failed == 1
     row = get_feed(rt.db, feed_id)
-    assert (row.status, row.consecutive_errors, row.last_http_status) == ("error", 1, status)
+    assert (row.status, row.consecutive_errors, row.last_http_status) == ("failing", 1, status)
     assert row.next_check_at == START + wait
     assert row.last_error is not None and f"HTTP {status}" in row.last_error
 
@@ -413,7 +413,7 @@ def test_retry_after_http_date(
     feed_id = one_feed(rt).id
     poll(rt, feed_id)
     row = get_feed(rt.db, feed_id)
-    assert (row.status, row.consecutive_errors) == ("error", 1)
+    assert (row.status, row.consecutive_errors) == ("failing", 1)
     assert row.next_check_at is not None
     assert abs(row.next_check_at - (START + wait)) <= tolerance
 
@@ -448,7 +448,7 @@ def test_error_streak_backs_off_then_recovers(
         assert [f.id for f in rt.due_feeds()] == [feed_id]
         assert poll(rt, feed_id).failed == 1
         row = get_feed(rt.db, feed_id)
-        assert (row.status, row.consecutive_errors, row.last_error) == ("error", n, f"HTTP {status}")
+        assert (row.status, row.consecutive_errors, row.last_error) == ("failing", n, f"HTTP {status}")
         assert row.last_http_status == status
         assert row.next_check_at == clock.now + wait
         clock.now = row.next_check_at - 1
@@ -491,7 +491,7 @@ def test_body_over_the_cap_is_too_large(
     assert (summary.fetched, summary.failed) == (1, 1)
 
     row = get_feed(rt.db, big.id)
-    assert (row.status, row.consecutive_errors) == ("error", 1)
+    assert (row.status, row.consecutive_errors) == ("failing", 1)
     assert row.last_error is not None and f"over the cap of {CAP}" in row.last_error
     assert row.next_check_at == START + INTERVAL * JITTER
     assert entry_count(rt, big.id) == 0
@@ -520,7 +520,7 @@ def test_gzip_bomb_is_too_large_without_inflating_it(
     poll(rt, feed_id)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     row = get_feed(rt.db, feed_id)
-    assert (row.status, row.consecutive_errors) == ("error", 1)
+    assert (row.status, row.consecutive_errors) == ("failing", 1)
     assert row.last_error is not None and "over the cap" in row.last_error
     assert grown_mib < 32, f"peak memory grew by {grown_mib:.0f} MiB"
 
@@ -538,7 +538,7 @@ def test_drip_feed_times_out_at_the_deadline(
     assert took < 5, f"the poll took {took:.1f}s: the deadline did not hold"
     assert summary.failed == 1
     row = get_feed(rt.db, feed_id)
-    assert (row.status, row.consecutive_errors, row.last_http_status) == ("error", 1, None)
+    assert (row.status, row.consecutive_errors, row.last_http_status) == ("failing", 1, None)
     assert row.last_error == "no complete answer within 1s"
     assert row.next_check_at == START + INTERVAL * JITTER
 
@@ -550,7 +550,7 @@ def test_connection_refused_backs_off(make_runtime: Callable[..., Runtime]) -> N
     for n, wait in enumerate([INTERVAL * JITTER, 2 * INTERVAL * JITTER], start=1):
         assert poll(rt, feed_id).failed == 1
         row = get_feed(rt.db, feed_id)
-        assert (row.status, row.consecutive_errors, row.last_http_status) == ("error", n, None)
+        assert (row.status, row.consecutive_errors, row.last_http_status) == ("failing", n, None)
         assert row.last_error is not None and "ConnectError" in row.last_error
         assert row.next_check_at == START + wait
     assert [f.id for f in feed_store.all_feeds(rt.db)] == [feed_id]
@@ -583,7 +583,7 @@ def test_not_a_feed_is_recorded_and_others_unaffected(
     assert not any("internal error" in e for e in summary.errors), summary.errors
 
     page = next(f for f in feed_store.all_feeds(rt.db) if f.name == "Page")
-    assert (page.status, page.consecutive_errors) == ("error", 1)
+    assert (page.status, page.consecutive_errors) == ("failing", 1)
     assert page.last_error is not None and page.last_error.startswith("not a feed")
     assert page.malformed == page.last_error
     assert page.next_check_at == START + INTERVAL * JITTER

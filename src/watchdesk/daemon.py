@@ -19,6 +19,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -110,11 +111,14 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=interval)
 
-    async def run(self) -> None:
+    async def run(self, stopped_early: Callable[[], str | None] = lambda: None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        early = stopped_early()  # a signal while the store was opened and the matcher compiled
+        if early:
+            self.stop(f"{early} (during start-up)")
         self.scheduler.add_job(
             self.poll_tick,
             "interval",
@@ -166,9 +170,13 @@ class Daemon:
             self.stopping.set()
 
 
-async def run_daemon(config: Config) -> None:
+async def run_daemon(config: Config, stopped_early: Callable[[], str | None] = lambda: None) -> None:
+    """`stopped_early`: the signal that arrived before the loop's handlers were installed."""
+    if stopped_early():  # while the config was loading
+        log.info("daemon_stop_requested signal=%s (during start-up)", stopped_early())
+        return
     runtime = Runtime(config)
     try:
-        await Daemon(runtime).run()
+        await Daemon(runtime).run(stopped_early)
     finally:
         await runtime.aclose()

@@ -18,8 +18,9 @@ class FeedStatus(StrEnum):
     """Health of a feed as users see it in `watchdesk feeds`."""
 
     NEW = "new"  # never polled successfully yet
-    OK = "ok"
-    ERROR = "error"  # failing; retried with backoff, never abandoned
+    OK = "ok"  # its last body parsed (or was unchanged since one that did)
+    FAILING = "failing"  # errors continue; retried with backoff, never abandoned
+    STALE = "stale"  # it answers, but has produced no new entry for [health] stale_after
     GONE = "gone"  # the server said 410: polling stopped, visibly
 
 
@@ -161,6 +162,7 @@ class Alert:
     query: str = ""
     story_key: str = ""  # stable id of the story (threading, digests)
     test: bool = False  # a `notify-test` alert
+    kind: str = "hit"  # "hit": a watchlist matched; "health": a feed or a delivery needs attention
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +194,7 @@ class PollSummary:
     new_entries: int = 0
     hits: int = 0
     alerts_queued: int = 0
+    entries_waiting: int = 0  # new entries over max_entries, handled by the next polls
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: PollSummary) -> None:
@@ -203,4 +206,5 @@ class PollSummary:
         self.new_entries += other.new_entries
         self.hits += other.hits
         self.alerts_queued += other.alerts_queued
+        self.entries_waiting += other.entries_waiting
         self.errors.extend(other.errors)

@@ -1,5 +1,9 @@
 """drain(): claim due outbox rows -> channel.send -> sent | retry later | dead.
 
+Also what health alerts are (a feed failing, stale, gone or recovered; a delivery gone
+dead): ordinary outbox rows for the `[health] notify` channels, so they survive crashes
+and retries like any alert.
+
 At least once: a row is marked sent only after its channel accepted it, so the only
 duplicate possible is a crash between the two. Digest items due together go out as one
 message per channel. A channel over its `max_per_hour` folds further single alerts into
@@ -9,16 +13,18 @@ the next hourly digest instead of dropping them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
 from . import digest
-from .models import DeliveryResult, Digest
+from .models import Alert, DeliveryResult, Digest
 from .notify import Channel
 from .store import outbox as outbox_store
 
@@ -49,6 +55,33 @@ def digest_key(channel: str, digest_at: float) -> str:
     return f"digest:{channel}:{digest_at:.0f}"
 
 
+def health_alert(subject: str, detail: str, *, about: str, link: str | None, now: float) -> Alert:
+    """`subject` e.g. "feed failing: DOJ"; `about` what it concerns (a feed or channel
+    name), which also threads a feed's health emails together."""
+    return Alert(
+        watchlist="feed health",
+        title=subject,
+        link=link,
+        outlet=about,
+        published=datetime.fromtimestamp(now, UTC),
+        terms=(),
+        snippet=detail,
+        story_key=f"health:{about}",
+        kind="health",
+    )
+
+
+def queue_health(
+    db: sqlite_utils.Database, channels: Sequence[str], alert: Alert, incident: str, now: float
+) -> int:
+    """One outbox row per health channel; `incident` makes the key unique per incident."""
+    queued = 0
+    for channel in channels:
+        key = hashlib.sha256("\x00".join(("health", incident, channel)).encode()).hexdigest()
+        queued += outbox_store.enqueue(db, key, channel, alert, hit_id=None, now=now)
+    return queued
+
+
 class Drainer:
     def __init__(
         self,
@@ -60,6 +93,7 @@ class Drainer:
         *,
         max_per_hour: Mapping[str, int] | None = None,
         tz: ZoneInfo | None = None,
+        health_notify: Sequence[str] = (),
     ):
         self.db = db
         self.channels = channels
@@ -70,6 +104,7 @@ class Drainer:
         self.unavailable = dict(unavailable or {})
         self.max_per_hour = dict(max_per_hour or {})
         self.tz = tz or ZoneInfo("UTC")
+        self.health_notify = tuple(health_notify)
         self.failing: set[str] = set()  # channels whose last attempt failed (reported once)
 
     async def drain(self, limit: int = 200) -> DrainSummary:
@@ -130,7 +165,7 @@ class Drainer:
         ids = [r.id for r in rows]
         channel = self.channels.get(channel_name)
         if channel is None:
-            self._dead(ids, channel_name, f"channel {channel_name!r} is not configured", summary, 0.0)
+            self._dead(rows, channel_name, f"channel {channel_name!r} is not configured", summary, 0.0)
             return
         started = time.perf_counter()
         if digest is not None:
@@ -151,7 +186,7 @@ class Drainer:
             why = (
                 result.message if result.permanent else f"{attempts} attempts failed; last: {result.message}"
             )
-            self._dead(ids, channel_name, why, summary, ms)
+            self._dead(rows, channel_name, why, summary, ms)
             return
         failed_now.add(channel_name)
         retry_at = now + retry_delay(attempts, self.random, result.retry_after)
@@ -167,7 +202,24 @@ class Drainer:
                 result.message,
             )
 
-    def _dead(self, ids: list[int], channel: str, why: str, summary: DrainSummary, ms: float) -> None:
-        outbox_store.mark_failed(self.db, ids, why, retry_at=None, now=self.clock(), duration_ms=ms)
+    def _dead(
+        self, rows: Sequence[outbox_store.OutboxRow], channel: str, why: str, summary: DrainSummary, ms: float
+    ) -> None:
+        ids = [r.id for r in rows]
+        now = self.clock()
+        with self.db.atomic():  # the dead mark and its health alert: both or neither
+            outbox_store.mark_failed(self.db, ids, why, retry_at=None, now=now, duration_ms=ms)
+            alerts = [r for r in rows if r.alert.kind != "health"]  # a dead health alert alerts nobody
+            others = [c for c in self.health_notify if c != channel]
+            if alerts and others:
+                lead = alerts[0].alert
+                more = f" and {len(alerts) - 1} more" if len(alerts) > 1 else ""
+                detail = (
+                    f"The alert {lead.title!r} (watchlist {lead.watchlist}){more} could not be delivered "
+                    f"through channel {channel!r} and will not be retried: {why}. "
+                    f"`watchdesk outbox --status dead` lists it; `watchdesk outbox retry {ids[0]}` sends it again."
+                )
+                alert = health_alert(f"delivery dead: {channel}", detail, about=channel, link=None, now=now)
+                queue_health(self.db, others, alert, f"dead:{ids[0]}", now)
         summary.dead += len(ids)
         log.error("delivery_dead channel=%s outbox_id=%d count=%d error=%s", channel, ids[0], len(ids), why)

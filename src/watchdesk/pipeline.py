@@ -18,13 +18,12 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from . import digest
-from .config import FeedConfig, PollingConfig
+from .config import FeedConfig, HealthConfig, PollingConfig
 from .ingest import (
     ArticleFetcher,
     CpuPool,
     HttpPool,
     Limits,
-    WorkerFailed,
     article_from_entry,
     carries_full_text,
     fetch_article,
@@ -46,7 +45,17 @@ from .models import (
     PollSummary,
     Watchlist,
 )
-from .schedule import Health, Schedule, after_failure, after_success
+from .outbox import health_alert, queue_health
+from .schedule import (
+    Health,
+    Outcome,
+    Schedule,
+    after_failure,
+    after_success,
+    ago,
+    effective_interval,
+    health_incident,
+)
 from .store import entries as entry_store
 from .store import feeds as feed_store
 from .store import hits as hit_store
@@ -57,6 +66,7 @@ from .web import canonical_url
 log = logging.getLogger(__name__)
 
 PARSE_DEADLINE = 30.0
+ALL_ENTRIES = 1_000_000  # parse_feed keeps them all: new ones are told from known ones first
 
 
 @dataclass
@@ -75,12 +85,18 @@ class PollContext:
     random: Callable[[], float]
     fetcher: ArticleFetcher | None = None  # None: match on the feed's own text only
     tz: ZoneInfo = ZoneInfo("UTC")  # of digest windows
+    health: HealthConfig = HealthConfig()
 
 
 async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummary:
     summary = PollSummary(feeds=1)
     config = ctx.feeds[feed.config_url]
-    schedule = Schedule(config.interval or ctx.polling.interval, ctx.polling.max_backoff)
+    schedule = Schedule(
+        config.interval or ctx.polling.interval,
+        ctx.polling.max_backoff,
+        ctx.polling.min_interval,
+        config.stale_after or ctx.health.stale_after,
+    )
     result: FetchResult = await fetch_feed(
         ctx.pool, feed.url, etag=feed.etag, last_modified=feed.last_modified, limits=ctx.limits
     )
@@ -90,19 +106,33 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
         log.info("feed_moved feed=%s new_url=%s", config.name, result.permanent_url)
         changes["url"] = result.permanent_url
 
-    if isinstance(result, NotModified):
+    if isinstance(result, NotModified):  # the body that last parsed (validators come only from one)
         summary.not_modified = 1
-        changes.update(etag=result.etag, last_modified=result.last_modified, last_http_status=304)
-        _save(ctx.db, feed.id, changes, after_success(now, schedule))
+        changes.update(last_http_status=304)
+        if not feed.entries_waiting:
+            changes.update(etag=result.etag, last_modified=result.last_modified)
+        _save(
+            ctx,
+            feed,
+            config,
+            changes,
+            after_success(now, schedule, _unchanged(feed), feed.effective_interval),
+        )
         return summary
     if isinstance(result, FetchFailed):
         return _failed(ctx, feed, config, result, changes, schedule, summary)
 
-    changes.update(etag=result.etag, last_modified=result.last_modified, last_http_status=200)
     body_hash = hashlib.sha256(result.body).hexdigest()
     if body_hash == feed.body_hash:
         summary.unchanged = 1
-        _save(ctx.db, feed.id, changes, after_success(now, schedule))
+        changes.update(last_http_status=200, etag=result.etag, last_modified=result.last_modified)
+        _save(
+            ctx,
+            feed,
+            config,
+            changes,
+            after_success(now, schedule, _unchanged(feed), feed.effective_interval),
+        )
         return summary
 
     try:
@@ -111,22 +141,28 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
             result.body,
             url=result.url,
             content_type=result.content_type,
-            max_entries=ctx.polling.max_entries,
+            max_entries=ALL_ENTRIES,  # the body is byte-capped; new entries are capped below
             timeout=PARSE_DEADLINE,
         )
-    except WorkerFailed as e:
-        failure = FetchFailed(FailureKind.MALFORMED, f"parsing failed: {e}")
+    except Exception as e:  # WorkerFailed, or anything parse_feed raised in the worker  # no feed input may crash a poll: it is the feed's error
+        failure = FetchFailed(FailureKind.MALFORMED, f"parsing failed: {type(e).__name__}: {e}", 200)
         return _failed(ctx, feed, config, failure, changes, schedule, summary)
     if not parsed.entries and not parsed.version:
         reason = parsed.malformed or "no entries"
-        failure = FetchFailed(FailureKind.MALFORMED, f"not a feed: {reason}")
+        failure = FetchFailed(FailureKind.MALFORMED, f"not a feed: {reason}", 200)
         return _failed(ctx, feed, config, failure, changes, schedule, summary)
 
     summary.fetched = 1
-    changes.update(body_hash=body_hash, malformed=parsed.malformed, title=parsed.title)
+    changes.update(last_http_status=200, malformed=parsed.malformed, title=parsed.title)
     known = entry_store.existing_keys(ctx.db, feed.id, [e.key for e in parsed.entries])
-    new = [e for e in parsed.entries if e.key not in known]
-    alert_after = _alert_after(config, ctx.polling, feed, now)
+    unseen = [e for e in parsed.entries if e.key not in known]  # newest first (parse_feed's order)
+    new, waiting = unseen[: ctx.polling.max_entries], len(unseen) - min(len(unseen), ctx.polling.max_entries)
+    if not waiting:  # everything in this body is in: the next poll may skip it
+        changes.update(etag=result.etag, last_modified=result.last_modified, body_hash=body_hash)
+    overflow = _overflowed(ctx, feed, parsed.entries, known)
+    first_backlog = feed.last_success_at is None and feed.backfill_before is None
+    alert_after = _alert_after(config, ctx.polling, feed, now) if first_backlog else feed.backfill_before
+    changes["backfill_before"] = alert_after if waiting and alert_after is not None else None
 
     may_alert = [_is_alerting(entry, alert_after) for entry in new]
     articles = await asyncio.gather(
@@ -141,6 +177,15 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     ]
 
     stored_at = ctx.clock()  # parsing, pages and matching took time: this is when they are stored
+    last_entry_at = stored_at if new else feed.last_entry_at  # when we last saw something new
+    changes.update(
+        last_entry_at=last_entry_at,
+        entries_waiting=waiting,
+        overflows=feed.overflows + overflow,
+    )
+    outcome = Outcome(waiting, overflow, last_entry_at, feed.created_at)
+    health = after_success(now, schedule, outcome, feed.effective_interval)
+    changes["effective_interval"] = _effective(schedule, feed.effective_interval, outcome)
     with ctx.db.atomic():
         for entry, article, hits, alerting in matched:
             entry_id = entry_store.insert_entry(
@@ -148,17 +193,21 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
             )
             summary.new_entries += 1
             for hit in hits:
-                hit_id = hit_store.insert_hit(ctx.db, entry_id, hit, alerted=alerting, now=stored_at)
-                if hit_id is None:
-                    continue
-                summary.hits += 1
-                if alerting:
-                    summary.alerts_queued += _enqueue(
-                        ctx, feed.config_url, entry, article, hit, hit_id, stored_at
-                    )
-        _update(ctx.db, feed.id, changes, after_success(now, schedule))
-    if parsed.entries_dropped:
-        log.warning("entries_capped feed=%s dropped=%d", config.name, parsed.entries_dropped)
+                _store_hit(ctx, feed.config_url, entry_id, entry, article, hit, alerting, stored_at, summary)
+        _update(ctx, feed, config, changes, health)
+    summary.entries_waiting = waiting
+    if waiting:
+        log.warning(
+            "entries_waiting feed=%s new=%d waiting=%d next_check=soon", config.name, len(new), waiting
+        )
+    if overflow:
+        log.warning(
+            "feed_overflow feed=%s entries=%d interval=%.0fs (every entry new, the oldest newer than "
+            "the newest stored: entries may have scrolled past between polls)",
+            config.name,
+            len(parsed.entries),
+            changes["effective_interval"] or schedule.interval,
+        )
     log.info(
         "feed_polled feed=%s new=%d hits=%d alerts=%d",
         config.name,
@@ -167,6 +216,32 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
         summary.alerts_queued,
     )
     return summary
+
+
+def _unchanged(feed: feed_store.FeedRow) -> Outcome:
+    """What an unchanged answer means for the schedule: nothing new, nothing more waiting."""
+    return Outcome(0, False, feed.last_entry_at, feed.created_at)
+
+
+def _effective(schedule: Schedule, effective: float | None, outcome: Outcome) -> float | None:
+    interval = effective_interval(schedule, effective, outcome)
+    return None if interval >= schedule.interval else interval
+
+
+def _overflowed(
+    ctx: PollContext, feed: feed_store.FeedRow, entries: tuple[ParsedEntry, ...], known: set[str]
+) -> bool:
+    """Every entry new although the feed had entries before, and the oldest dated entry
+    newer than the newest stored one: it scrolled past us between two polls. Undated
+    entries cannot tell, so they never count as an overflow."""
+    if known or not entries or feed.last_success_at is None or feed.last_entry_at is None:
+        return False
+    if any(e.published is None for e in entries):
+        return False
+    newest_stored = feed_store.newest_published(ctx.db, feed.id)
+    if newest_stored is None:
+        return False
+    return min(e.published.timestamp() for e in entries if e.published) > newest_stored
 
 
 async def _article(ctx: PollContext, config: FeedConfig, entry: ParsedEntry, *, fetch_page: bool) -> Article:
@@ -214,14 +289,31 @@ def _alert_after(
     return now - backfill
 
 
-def _enqueue(
-    ctx: PollContext, feed_key: str, entry: ParsedEntry, article: Article, hit: Hit, hit_id: int, now: float
-) -> int:
+def _store_hit(
+    ctx: PollContext,
+    feed_key: str,
+    entry_id: int,
+    entry: ParsedEntry,
+    article: Article,
+    hit: Hit,
+    alerting: bool,
+    now: float,
+    summary: PollSummary,
+) -> None:
+    """Store a hit and, for an alerting entry, queue its alerts; `alerted` is set only when
+    something was queued (a second feed's copy of a story already alerted queues nothing)."""
+    hit_id = hit_store.insert_hit(ctx.db, entry_id, hit, alerted=False, now=now)
+    if hit_id is None:
+        return
+    summary.hits += 1
     watchlist = ctx.watchlists.get(hit.watchlist)
-    if watchlist is None:
-        return 0
+    if not alerting or watchlist is None:
+        return
     story = story_key(entry.link, feed_key, entry.key)
-    return queue_alerts(ctx.db, watchlist, story, article, hit, hit_id, now, ctx.tz)
+    queued = queue_alerts(ctx.db, watchlist, story, article, hit, hit_id, now, ctx.tz)
+    if queued:
+        hit_store.mark_alerted(ctx.db, hit_id)
+        summary.alerts_queued += queued
 
 
 def story_key(link: str | None, feed_key: str, entry_key: str) -> str:
@@ -288,12 +380,11 @@ def _failed(
     summary: PollSummary,
 ) -> PollSummary:
     now = ctx.clock()
-    health = after_failure(failure, feed.consecutive_errors, now, schedule, ctx.random)
-    if failure.status is not None or "last_http_status" not in changes:
-        changes["last_http_status"] = failure.status
+    health = after_failure(failure, feed.consecutive_errors, now, schedule, ctx.random, feed.failing_since)
+    changes["last_http_status"] = failure.status
     if failure.kind is FailureKind.MALFORMED:
         changes["malformed"] = failure.message
-    _save(ctx.db, feed.id, changes, health)
+    _save(ctx, feed, config, changes, health)
     summary.failed = 1
     summary.errors.append(f"{config.name}: {health.last_error}")
     next_at = (
@@ -313,23 +404,74 @@ def _failed(
     return summary
 
 
-def _save(db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any], health: Health) -> None:
-    """Commit a feed-state-only change (no entries, no alerts)."""
-    with without_fsync(db):
-        _update(db, feed_id, changes, health)
+def _save(
+    ctx: PollContext, feed: feed_store.FeedRow, config: FeedConfig, changes: dict[str, Any], health: Health
+) -> None:
+    """Commit a poll that stored no entries: feed state, and any health alert it raised."""
+    with without_fsync(ctx.db):
+        _update(ctx, feed, config, changes, health)
 
 
-def _update(db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any], health: Health) -> None:
-    if health.status is FeedStatus.OK:
+def _update(
+    ctx: PollContext, feed: feed_store.FeedRow, config: FeedConfig, changes: dict[str, Any], health: Health
+) -> None:
+    """The feed's state after this poll, and its health alert (once per incident), in the
+    caller's transaction."""
+    if health.status in (FeedStatus.OK, FeedStatus.STALE):
         changes["last_success_at"] = changes["last_polled_at"]
+    now = changes["last_polled_at"]
+    incident, alerted = health_incident(health, feed.health_alerted, now, ctx.health.failing_after)
+    if ctx.health.notify:
+        if incident is not None:
+            alert = health_alert(
+                incident_subject(incident, config.name),
+                incident_detail(incident, feed, health, now),
+                about=config.name,
+                link=feed.url,
+                now=now,
+            )
+            queue_health(ctx.db, ctx.health.notify, alert, f"feed:{feed.config_url}:{incident}:{now}", now)
+            log.warning("feed_health feed=%s incident=%s", config.name, incident)
+        changes["health_alerted"] = alerted
     feed_store.update_feed(
-        db,
-        feed_id,
+        ctx.db,
+        feed.id,
         {
             **changes,
             "status": health.status.value,
             "consecutive_errors": health.consecutive_errors,
             "last_error": health.last_error,
             "next_check_at": health.next_check_at,
+            "failing_since": health.failing_since,
         },
     )
+
+
+def incident_subject(incident: str, name: str) -> str:
+    return f"feed {incident}: {name}"
+
+
+def incident_detail(incident: str, feed: feed_store.FeedRow, health: Health, now: float) -> str:
+    """What the health alert says, in words an operator acts on."""
+    if incident == "failing":
+        since = health.failing_since or now
+        return (
+            f"{feed.name} has been failing for {ago(now - since)} ({health.consecutive_errors} errors in a row): "
+            f"{health.last_error}. It is retried with backoff and never dropped; `watchdesk feeds` shows it."
+        )
+    if incident == "stale":
+        last = feed.last_entry_at
+        when = f"since {_utc(last)}" if last else "since it was added"
+        return (
+            f"{feed.name} answers, but has published no new entry {when}. The site may have moved "
+            f"its feed; check {feed.url}."
+        )
+    if incident == "gone":
+        return (
+            f"{feed.url} answered 410 Gone: it is no longer polled. Remove it from the config or fix its URL."
+        )
+    return f"{feed.name} is ok again."
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")

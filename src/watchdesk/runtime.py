@@ -101,13 +101,22 @@ class Runtime:
             random=rand,
             fetcher=fetcher,
             tz=ZoneInfo(config.timezone),
+            health=config.health,
         )
         self.unavailable: dict[str, str] = {}
         self.channels = channels if channels is not None else self._build_channels()
         caps = {name: c.max_per_hour for name, c in config.channels.items() if c.max_per_hour}
         self.drainer = Drainer(
-            self.db, self.channels, clock, rand, self.unavailable, max_per_hour=caps, tz=self.ctx.tz
+            self.db,
+            self.channels,
+            clock,
+            rand,
+            self.unavailable,
+            max_per_hour=caps,
+            tz=self.ctx.tz,
+            health_notify=config.health.notify,
         )
+        self.unconfigured: set[int] = set()  # feed rows with no config here, logged once each
         self.watchlist_state = WatchlistState(signature=folder_signature(config.watchlists_dir))
 
     def _build_channels(self) -> dict[str, Channel]:
@@ -151,8 +160,31 @@ class Runtime:
             total.add(summary)
         return total
 
+    async def poll_everything(self, max_rounds: int = 1000) -> PollSummary:
+        """`poll --once`: every configured feed, then again those that left new entries
+        waiting (over max_entries), until every new entry is in."""
+        total = await self.poll_feeds(self.all_feeds())
+        rows = self.all_feeds()
+        for _ in range(max_rounds):
+            rows = [row for row in rows if row.entries_waiting and row.status != "gone"]
+            if not rows:
+                break
+            more = await self.poll_feeds(rows)
+            total.add(more)
+            total.feeds -= more.feeds  # the same feeds again: count each once
+            total.entries_waiting = more.entries_waiting
+            rows = self.all_feeds()
+        return total
+
     async def poll_one(self, row: feed_store.FeedRow) -> PollSummary:
-        """refresh_feed, with nothing escaping: an unexpected error is logged and recorded."""
+        """refresh_feed, with nothing escaping: an unexpected error is logged and recorded.
+        A row this config does not know (another config's feed, or one removed from
+        this one) is never polled: said once, then skipped."""
+        if row.config_url not in self.ctx.feeds:
+            if row.id not in self.unconfigured:
+                self.unconfigured.add(row.id)
+                log.warning("feed_not_configured feed=%s feed_url=%s (not polled)", row.name, row.config_url)
+            return PollSummary()
         try:
             return await refresh_feed(self.ctx, row)
         except Exception as e:  # a bug must not stop the other feeds
@@ -165,16 +197,25 @@ class Runtime:
         return feed_store.due_feeds(self.db, self.clock())
 
     def all_feeds(self) -> list[feed_store.FeedRow]:
-        return [row for row in feed_store.all_feeds(self.db) if row.status != "gone"]
+        """The feeds this config polls (gone ones are not polled again)."""
+        return [
+            row
+            for row in feed_store.all_feeds(self.db)
+            if row.status != "gone" and row.config_url in self.ctx.feeds
+        ]
 
     def status_line(self) -> str:
-        """One line for `systemctl status`: feed health and what waits in the outbox."""
-        feeds = self.all_feeds()
-        failing = sum(1 for row in feeds if row.status == "error")
+        """One line for `systemctl status`: feed health and what waits in the outbox.
+        Counts only (an aggregate query), never every feed row."""
+        statuses = feed_store.status_counts(self.db)
+        feeds = sum(statuses.values()) - statuses.get("gone", 0)
         counts = outbox_store.counts(self.db)
         watchlists = "watchlists broken, last good kept; " if self.watchlist_state.broken else ""
+        health = f"{statuses.get('failing', 0)} failing, {statuses.get('stale', 0)} stale"
+        if statuses.get("gone"):
+            health += f", {statuses['gone']} gone"
         return (
-            f"{watchlists}{len(feeds)} feed{'' if len(feeds) == 1 else 's'} ({failing} failing); alerts: "
+            f"{watchlists}{feeds} feed{'' if feeds == 1 else 's'} ({health}); alerts: "
             f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead"
         )
 

@@ -14,7 +14,9 @@ def render(alert: Alert) -> str:
     published = alert.published.strftime("%Y-%m-%d %H:%M UTC") if alert.published else "undated"
     head = "[watchdesk TEST] " if alert.test else "[watchdesk] "
     lines = [
-        f"{head}{one_line(alert.watchlist)}: {one_line(alert.title)}",
+        f"{head}{one_line(alert.title)}"
+        if alert.kind == "health"
+        else f"{head}{one_line(alert.watchlist)}: {one_line(alert.title)}",
         f"  {one_line(alert.outlet or 'unknown outlet')} | {published}",
     ]
     if alert.link:

@@ -60,6 +60,8 @@ def outlet_of(alert: Alert) -> str:
 def heading(alert: Alert) -> str:
     """`[watchdesk] watchlist: title` (the email subject, the Slack fallback)."""
     tag = "[watchdesk TEST]" if alert.test else "[watchdesk]"
+    if alert.kind == "health":  # its title says it all: "feed failing: NAME"
+        return f"{tag} {title_of(alert)}"
     return f"{tag} {one_line(alert.watchlist)}: {title_of(alert)}"
 
 
@@ -91,6 +93,9 @@ def marked(text: str, marks: Iterable[tuple[int, int]], before: str = "*", after
 
 def alert_text(alert: Alert) -> str:
     """The plain-text body of one alert (email text/plain, Apprise)."""
+    if alert.kind == "health":
+        link = safe_link(alert.link)
+        return "\n".join([title_of(alert), "", one_line(alert.snippet), *([link] if link else [])]) + "\n"
     lines = [
         title_of(alert),
         f"{outlet_of(alert)} | {published_text(alert.published)} | watchlist: {one_line(alert.watchlist)}",

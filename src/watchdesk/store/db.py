@@ -144,6 +144,26 @@ def _delivery_attempts(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0006_feed_health")
+def _feed_health(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        ALTER TABLE feeds ADD COLUMN failing_since REAL;       -- first failure of the current run of errors
+        ALTER TABLE feeds ADD COLUMN last_entry_at REAL;       -- when the last new entry was stored
+        ALTER TABLE feeds ADD COLUMN entries_waiting INTEGER NOT NULL DEFAULT 0;  -- new, over max_entries
+        ALTER TABLE feeds ADD COLUMN backfill_before REAL;     -- a first poll's backlog: older entries don't alert
+        ALTER TABLE feeds ADD COLUMN effective_interval REAL;  -- NULL: the configured one; less while overflowing
+        ALTER TABLE feeds ADD COLUMN overflows INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE feeds ADD COLUMN health_alerted TEXT;      -- the incident a health alert went out for
+        UPDATE feeds SET status = 'failing' WHERE status = 'error';
+        UPDATE feeds SET failing_since = last_polled_at WHERE status = 'failing';
+        UPDATE feeds SET last_entry_at = (SELECT MAX(seen_at) FROM entries WHERE entries.feed_id = feeds.id);
+        CREATE INDEX entries_feed_seen ON entries(feed_id, seen_at);
+        CREATE INDEX outbox_hit ON outbox(hit_id);
+        """
+    )
+
+
 @contextmanager
 def without_fsync(db: sqlite_utils.Database) -> Iterator[None]:
     """A transaction whose commit does not wait for fsync (WAL, synchronous=NORMAL).
@@ -153,6 +173,10 @@ def without_fsync(db: sqlite_utils.Database) -> Iterator[None]:
     state after an unchanged poll (it is polled again), a delivery attempt's record (the
     alert is sent again). Entries, hits and outbox rows commit under synchronous=FULL.
     """
+    if db.conn.in_transaction:  # inside a larger transaction: it commits as that one does
+        with db.atomic():
+            yield
+        return
     db.execute("PRAGMA synchronous=NORMAL")
     try:
         with db.atomic():

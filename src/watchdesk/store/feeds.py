@@ -27,6 +27,14 @@ class FeedRow:
     last_error: str | None
     last_http_status: int | None
     malformed: str | None
+    created_at: float = 0.0
+    failing_since: float | None = None
+    last_entry_at: float | None = None
+    entries_waiting: int = 0
+    backfill_before: float | None = None
+    effective_interval: float | None = None
+    overflows: int = 0
+    health_alerted: str | None = None
 
 
 _COLUMNS = ", ".join(f.name for f in fields(FeedRow))
@@ -62,13 +70,31 @@ def all_feeds(db: sqlite_utils.Database) -> list[FeedRow]:
     return _rows(db, "active = 1 ORDER BY name")
 
 
+def status_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    """How many polled (active) feeds are in each status: one indexed-free aggregate, no rows."""
+    cursor = db.execute("SELECT status, COUNT(*) FROM feeds WHERE active = 1 GROUP BY status")
+    return {status: count for status, count in cursor.fetchall()}
+
+
+def entries_since(db: sqlite_utils.Database, since: float) -> dict[int, int]:
+    """New entries stored per feed since `since` (for `watchdesk feeds`)."""
+    cursor = db.execute("SELECT feed_id, COUNT(*) FROM entries WHERE seen_at >= ? GROUP BY feed_id", [since])
+    return {feed_id: count for feed_id, count in cursor.fetchall()}
+
+
+def newest_published(db: sqlite_utils.Database, feed_id: int) -> float | None:
+    """The newest publication time among this feed's stored entries (overflow detection)."""
+    row = db.execute("SELECT MAX(published) FROM entries WHERE feed_id = ?", [feed_id]).fetchone()
+    return row[0] if row else None
+
+
 def get_feed(db: sqlite_utils.Database, feed_id: int) -> FeedRow:
     return _rows(db, "id = ?", [feed_id])[0]
 
 
 def update_feed(db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any]) -> None:
     """Write changed columns; call inside the poll's transaction."""
-    allowed = {f.name for f in fields(FeedRow)} - {"id", "config_url"}
+    allowed = {f.name for f in fields(FeedRow)} - {"id", "config_url", "created_at"}
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"not feed columns: {sorted(unknown)}")

@@ -8,6 +8,7 @@ from typing import Any
 import sqlite_utils
 
 from ..models import Hit
+from ..web import canonical_url
 
 
 def insert_hit(
@@ -51,8 +52,19 @@ def list_hits(
     watchlist: str | None = None,
     since: float | None = None,
     limit: int = 100,
+    feed: str | None = None,
+    alerted: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Stored hits, newest first, with their entry and feed."""
+    """Stored hits, newest first, with their entry, feed and what became of them.
+
+    Derived from the data, not from the hits.alerted flag: `deliveries` are the outbox rows
+    this hit queued (channel, status, digest); `outside_backfill` says its entry was stored
+    outside the backfill window; `duplicate_of` is, for a hit that queued nothing, the
+    earlier hit of the same watchlist that queued the same story (another feed's copy: the
+    outbox's key is the story's). `feed` is a feed name, any case; `alerted` keeps only hits
+    that queued at least one delivery (True) or none (False). Four queries, whatever the
+    number of hits; times are epoch seconds.
+    """
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
     if watchlist:
@@ -61,16 +73,30 @@ def list_hits(
     if since is not None:
         where.append("h.created_at >= ?")
         params.append(since)
+    if feed is not None:
+        wanted = feed.casefold()  # not SQL's NOCASE, which folds ASCII only
+        ids = [
+            fid
+            for fid, name in db.execute("SELECT id, name FROM feeds").fetchall()
+            if name.casefold() == wanted
+        ]
+        where.append("e.feed_id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(ids))
+    if alerted is not None:
+        queued = "h.id IN (SELECT hit_id FROM outbox WHERE hit_id IS NOT NULL)"
+        where.append(queued if alerted else f"NOT {queued}")
     cursor = db.execute(
-        "SELECT h.id, h.watchlist, h.query, h.terms, h.snippet, h.created_at, h.alerted, "
-        "e.title, e.link, e.published, e.text_source, f.name "
+        "SELECT h.id, h.watchlist, h.query, h.terms, h.snippet, h.created_at, e.title, e.link, e.published, "
+        "e.text_source, e.alerting, e.canonical_url, e.key, f.config_url, f.name "
         "FROM hits h JOIN entries e ON e.id = h.entry_id JOIN feeds f ON f.id = e.feed_id "
         f"WHERE {' AND '.join(where)} ORDER BY h.created_at DESC, h.id DESC LIMIT ?",
         [*params, limit],
     )
-    out = []
-    for row in cursor.fetchall():
-        (hid, wl, query, terms, snippet, created, alerted, title, link, published, source, feed) = row
+    out: list[dict[str, Any]] = []
+    urls: dict[int, str] = {}  # canonical URLs: a story's key across feeds
+    for hid, wl, query, terms, snippet, created, title, link, published, *rest in cursor.fetchall():
+        source, alerting, url, key, feed_url, name = rest
+        url = url or (canonical_url(link) if link else None)
         out.append(
             {
                 "id": hid,
@@ -79,12 +105,66 @@ def list_hits(
                 "terms": sorted({t["term"] for t in json.loads(terms)}),
                 "snippet": snippet,
                 "created_at": created,
-                "alerted": bool(alerted),
                 "title": title,
                 "link": link,
                 "published": published,
                 "text_source": source,
-                "feed": feed,
+                "feed": name,
+                "story": url or f"{feed_url}#{key}",  # as the pipeline's story_key
+                "deliveries": [],
+                "outside_backfill": not alerting,
+                "duplicate_of": None,
+                "duplicate_of_feed": None,
             }
         )
+        if url:
+            urls[hid] = url
+    _add_deliveries(db, out)
+    _add_duplicates(db, out, urls)
     return out
+
+
+def _add_deliveries(db: sqlite_utils.Database, hits: list[dict[str, Any]]) -> None:
+    """Each hit's outbox rows, oldest first (one query)."""
+    by_id = {hit["id"]: hit for hit in hits}
+    cursor = db.execute(
+        "SELECT hit_id, id, channel, status, sent_at, digest_at, digest_title FROM outbox "
+        "WHERE hit_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        [json.dumps(list(by_id))],
+    )
+    for hit_id, row_id, channel, status, sent_at, digest_at, digest_title in cursor.fetchall():
+        by_id[hit_id]["deliveries"].append(
+            {
+                "outbox_id": row_id,
+                "channel": channel,
+                "status": status,
+                "sent_at": sent_at,
+                "digest_at": digest_at,
+                "digest_title": digest_title,
+            }
+        )
+
+
+def _add_duplicates(db: sqlite_utils.Database, hits: list[dict[str, Any]], urls: dict[int, str]) -> None:
+    """For each hit that queued nothing, the hit of its watchlist that had already queued
+    the same story through another entry (one query). A story without a URL is keyed by
+    its feed and entry, so it has no copies elsewhere."""
+    idle = [hit for hit in hits if not hit["deliveries"] and hit["id"] in urls]
+    if not idle:
+        return
+    cursor = db.execute(
+        "SELECT e.canonical_url, h.watchlist, h.id, f.name, MIN(o.created_at) AS queued_at "
+        "FROM entries e JOIN hits h ON h.entry_id = e.id JOIN feeds f ON f.id = e.feed_id "
+        "JOIN outbox o ON o.hit_id = h.id "
+        "WHERE e.canonical_url IN (SELECT value FROM json_each(?)) "
+        "GROUP BY h.id ORDER BY queued_at, h.id",
+        [json.dumps(sorted({urls[hit["id"]] for hit in idle}))],
+    )
+    queued: dict[tuple[str, str], list[tuple[int, str, float]]] = {}
+    for url, watchlist, hit_id, feed, queued_at in cursor.fetchall():
+        queued.setdefault((url, watchlist), []).append((hit_id, feed, queued_at))
+    for hit in idle:
+        for hit_id, feed, queued_at in queued.get((urls[hit["id"]], hit["watchlist"]), []):
+            if hit_id != hit["id"] and queued_at <= hit["created_at"]:  # already alerted when stored
+                hit["duplicate_of"], hit["duplicate_of_feed"] = hit_id, feed
+                break

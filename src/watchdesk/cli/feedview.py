@@ -1,0 +1,124 @@
+"""`watchdesk feeds`: each feed's health as a plain dict, from the database and the config.
+
+Reads only. A feed configured here but not in the database yet is shown as `new`; a row
+the database has that this config does not name is shown and marked (another config's
+feed, or one removed from this one: the daemon with this config does not poll it).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlite_utils
+
+from ..config import Config
+from ..schedule import ago
+from ..store import feeds as feed_store
+
+WEEK = 7 * 86400.0
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _short(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def feed_views(db: sqlite_utils.Database, config: Config, now: float) -> list[dict[str, Any]]:
+    configured = {f.url: f for f in config.feeds if f.enabled}
+    counts = feed_store.entries_since(db, now - WEEK)
+    views = []
+    seen: set[str] = set()
+    for row in feed_store.all_feeds(db):
+        seen.add(row.config_url)
+        feed = configured.get(row.config_url)
+        interval = (feed.interval if feed and feed.interval else None) or config.polling.interval
+        views.append(_view(row, interval, counts.get(row.id, 0), feed is not None, now))
+    for url, feed in configured.items():
+        if url not in seen:
+            views.append(_not_yet(url, feed.name, feed.interval or config.polling.interval))
+    return sorted(views, key=lambda v: v["name"].casefold())
+
+
+def _since(row: feed_store.FeedRow, now: float) -> str:
+    if row.status in ("failing", "gone") and row.failing_since is not None:
+        return f"failing for {ago(now - row.failing_since)}"
+    if row.last_entry_at is not None:
+        return f"last entry {ago(now - row.last_entry_at)} ago"
+    if row.last_success_at is None:
+        return "not polled yet" if row.last_polled_at is None else "never parsed"
+    return "no entry yet"
+
+
+def _view(row: feed_store.FeedRow, interval: float, week: int, in_config: bool, now: float) -> dict[str, Any]:
+    effective = row.effective_interval or interval
+    notes = []
+    if not in_config:
+        notes.append("not in this config: not polled by it")
+    if row.entries_waiting:
+        notes.append(f"{row.entries_waiting} new entries waiting (next poll soon)")
+    if row.overflows:
+        notes.append(f"overflowed {row.overflows}x (entries scrolled past between polls)")
+    if row.last_error:
+        notes.append(row.last_error)
+    elif row.malformed:
+        notes.append(f"malformed: {row.malformed}")
+    next_text = "never (410 Gone)" if row.next_check_at is None else _short(row.next_check_at)
+    return {
+        "name": row.name,
+        "url": row.url,
+        "config_url": row.config_url,
+        "in_config": in_config,
+        "status": row.status,
+        "failing_since": iso(row.failing_since),
+        "consecutive_errors": row.consecutive_errors,
+        "last_error": row.last_error,
+        "malformed": row.malformed,
+        "last_http_status": row.last_http_status,
+        "last_polled_at": iso(row.last_polled_at),
+        "last_success_at": iso(row.last_success_at),
+        "last_entry_at": iso(row.last_entry_at),
+        "entries_7d": week,
+        "entries_waiting": row.entries_waiting,
+        "overflows": row.overflows,
+        "interval": interval,
+        "effective_interval": effective,
+        "next_check_at": iso(row.next_check_at),
+        "health_alerted": row.health_alerted,
+        "since_text": _since(row, now),
+        "interval_text": ago(effective) + ("*" if effective < interval else ""),
+        "next_check_text": next_text,
+        "notes": "; ".join(notes),
+    }
+
+
+def _not_yet(url: str, name: str, interval: float) -> dict[str, Any]:
+    return {
+        "name": name,
+        "url": url,
+        "config_url": url,
+        "in_config": True,
+        "status": "new",
+        "failing_since": None,
+        "consecutive_errors": 0,
+        "last_error": None,
+        "malformed": None,
+        "last_http_status": None,
+        "last_polled_at": None,
+        "last_success_at": None,
+        "last_entry_at": None,
+        "entries_7d": 0,
+        "entries_waiting": 0,
+        "overflows": 0,
+        "interval": interval,
+        "effective_interval": interval,
+        "next_check_at": None,
+        "health_alerted": None,
+        "since_text": "not in the database yet",
+        "interval_text": ago(interval),
+        "next_check_text": "when run starts",
+        "notes": "added to the config: `watchdesk run` (or a restart) starts polling it",
+    }
