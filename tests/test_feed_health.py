@@ -415,7 +415,7 @@ def test_a_dead_delivery_raises_a_health_alert(
         [{"url": server.url("/feed"), "name": "DOJ"}],
         {"w": 'match = ["fentanyl"]\nnotify = ["broken"]'},
         polling='fetch_article = "never"\nbackfill = "all"',
-        extra=f"""
+        extra="""
             [health]
             notify = ["newsroom"]
 
@@ -530,3 +530,34 @@ def test_sigterm_during_startup_exits_zero(tmp_path: Path, server: LocalServer) 
     finally:
         proc.kill()
     assert proc.returncode == 0, err
+
+
+def test_a_channel_whose_secret_is_missing_waits_and_delivers_after_a_reload(
+    tmp_path: Path,
+    server: LocalServer,
+    clock: Clock,
+    runtimes: list[Runtime],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unresolvable secret does not stop the daemon: the channel is unavailable, its
+    alerts wait in the outbox, and go out once it resolves on reload (SIGHUP)."""
+    monkeypatch.delenv("LATER_URL", raising=False)
+    server.route("/hook", b"ok")
+    server.route("/feed", body=rss(server.base, range(1, 2), newest=START), headers=RSS_TYPE)
+    config = write_config(
+        tmp_path,
+        [{"url": server.url("/feed"), "name": "DOJ"}],
+        {"w": 'match = ["fentanyl"]\nnotify = ["later"]'},
+        polling='fetch_article = "never"\nbackfill = "all"',
+        extra='[channel.later]\ntype = "slack"\nwebhook = "env:LATER_URL"\n',
+    )
+    rt = Runtime(load_config(config, check_secrets=False), clock=clock, rand=lambda: 0.5)
+    runtimes.append(rt)
+    assert "later" in rt.unavailable
+    run_for(rt, clock, 1)
+    assert slack_messages(server) == []
+    assert rt.db.execute("SELECT status FROM outbox").fetchall() == [("pending",)]
+    monkeypatch.setenv("LATER_URL", server.url("/hook"))
+    rt.retry_unavailable_channels()
+    asyncio.run(rt.drain())
+    assert [m["text"] for m in slack_messages(server)] == ["[watchdesk] w: Seizure 1"]

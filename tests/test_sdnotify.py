@@ -120,7 +120,7 @@ def test_the_daemon_reports_ready_alive_reloading_and_stopping(
     daemon = start_daemon(config, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
     try:
         ready = until(sock, "READY")
-        assert ready["STATUS"].startswith("1 feed (0 failing); alerts: ")
+        assert ready["STATUS"].startswith("1 feed (0 failing, 0 stale); alerts: ")
         alive = until(sock, "WATCHDOG")  # every half second while the poll tick runs
         assert "pending" in alive["STATUS"]
         daemon.send_signal(signal.SIGHUP)

@@ -100,7 +100,7 @@ def test_a_private_feed_url_is_refused_with_the_reason(tmp_path: Path, victim4: 
     )
     [feed] = poll_once(config)[1]
     assert victim4.requests == []
-    assert feed.status == "error" and feed.last_error is not None
+    assert feed.status == "failing" and feed.last_error is not None
     assert "127.0.0.2 is a loopback address" in feed.last_error and "[network] allow" in feed.last_error
     assert (
         feed.next_check_at is not None and feed.next_check_at > feed.last_polled_at + 60

@@ -90,6 +90,7 @@ def test_body_is_the_json_hit(server: LocalServer) -> None:
             "query": "fentanyl",
             "story_key": "a",
             "test": False,
+            "kind": "hit",
         },
     }
 

@@ -91,6 +91,7 @@ class Daemon:
     def reload(self) -> None:
         self.notifier.reloading()
         self.rt.reload_watchlists(force=True)
+        self.rt.retry_unavailable_channels()
         self.notifier.ready(self._status())
 
     def _status(self) -> str:

@@ -1,4 +1,5 @@
-"""drain(): claim due outbox rows -> channel.send -> sent | retry later | dead.
+"""The outbox: what goes in (an alert per story, watchlist and channel; health alerts)
+and drain(): claim due outbox rows -> channel.send -> sent | retry later | dead.
 
 Also what health alerts are (a feed failing, stale, gone or recovered; a delivery gone
 dead): ordinary outbox rows for the `[health] notify` channels, so they survive crashes
@@ -24,9 +25,12 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from . import digest
-from .models import Alert, DeliveryResult, Digest
+from .models import Alert, Article, DeliveryResult, Digest, Hit, Watchlist
 from .notify import Channel
+from .schedule import ago
+from .store import feeds as feed_store
 from .store import outbox as outbox_store
+from .web import canonical_url
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,60 @@ def digest_key(channel: str, digest_at: float) -> str:
     return f"digest:{channel}:{digest_at:.0f}"
 
 
+def story_key(link: str | None, feed_key: str, entry_key: str) -> str:
+    """A story's identity across feeds: its canonical URL, else the feed's own entry key."""
+    return canonical_url(link) if link else f"{feed_key}#{entry_key}"
+
+
+def queue_alerts(
+    db: sqlite_utils.Database,
+    watchlist: Watchlist,
+    story: str,
+    article: Article,
+    hit: Hit,
+    hit_id: int,
+    now: float,
+    tz: ZoneInfo,
+) -> int:
+    """One outbox row per channel of the watchlist (a digest item when it has a digest);
+    a story already queued for a watchlist and channel is not queued again."""
+    alert = build_alert(article, hit, story_key=story)
+    digest_at = digest_title = None
+    if watchlist.delivery != "immediate":
+        digest_at = digest.window_end(watchlist.delivery, now, tz)
+        digest_title = digest.title(watchlist.delivery, digest_at, tz)
+    queued = 0
+    for channel in watchlist.notify:
+        key = idempotency_key(story, hit.watchlist, channel)
+        queued += outbox_store.enqueue(
+            db, key, channel, alert, hit_id=hit_id, now=now, digest_at=digest_at, digest_title=digest_title
+        )
+    return queued
+
+
+def build_alert(article: Article, hit: Hit, *, story_key: str) -> Alert:
+    terms = tuple(dict.fromkeys(t.term for t in hit.terms))
+    return Alert(
+        watchlist=hit.watchlist,
+        title=article.title,
+        link=article.url,
+        outlet=article.outlet,
+        published=article.published,
+        terms=terms,
+        snippet=hit.snippet,
+        snippet_marks=hit.snippet_marks,
+        query=hit.query,
+        story_key=story_key,
+    )
+
+
+def idempotency_key(story: str, watchlist: str, channel: str) -> str:
+    """One alert per story, watchlist and channel: the same story URL reached through a
+    second feed (a wire story, a cross-posted release) does not alert again."""
+    raw = "\x00".join(("alert", story, watchlist, channel))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
 def health_alert(subject: str, detail: str, *, about: str, link: str | None, now: float) -> Alert:
     """`subject` e.g. "feed failing: DOJ"; `about` what it concerns (a feed or channel
     name), which also threads a feed's health emails together."""
@@ -80,6 +138,44 @@ def queue_health(
         key = hashlib.sha256("\x00".join(("health", incident, channel)).encode()).hexdigest()
         queued += outbox_store.enqueue(db, key, channel, alert, hit_id=None, now=now)
     return queued
+
+
+def incident_subject(incident: str, name: str) -> str:
+    """The subject of a feed's health alert, e.g. `feed failing: DOJ`."""
+    return f"feed {incident}: {name}"
+
+
+def incident_detail(
+    incident: str,
+    feed: feed_store.FeedRow,
+    errors: int,
+    last_error: str | None,
+    failing_since: float | None,
+    now: float,
+) -> str:
+    """What the health alert says, in words an operator acts on."""
+    if incident == "failing":
+        since = failing_since or now
+        return (
+            f"{feed.name} has been failing for {ago(now - since)} ({errors} errors in a row): "
+            f"{last_error}. It is retried with backoff and never dropped; `watchdesk feeds` shows it."
+        )
+    if incident == "stale":
+        last = feed.last_entry_at
+        when = f"since {_utc(last)}" if last else "since it was added"
+        return (
+            f"{feed.name} answers, but has published no new entry {when}. The site may have moved "
+            f"its feed; check {feed.url}."
+        )
+    if incident == "gone":
+        return (
+            f"{feed.url} answered 410 Gone: it is no longer polled. Remove it from the config or fix its URL."
+        )
+    return f"{feed.name} is ok again."
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 class Drainer:

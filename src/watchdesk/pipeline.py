@@ -1,7 +1,8 @@
 """refresh_feed(): one feed, top to bottom.
 
-fetch (conditional GET) -> skip if unchanged -> parse -> new entries only
--> article text -> match -> ONE transaction: entries + hits + outbox + feed state
+fetch (conditional GET) -> skip if unchanged -> parse -> new entries only (at most
+max_entries, newest first; the rest wait for a poll within seconds) -> article text ->
+match -> ONE transaction: entries + hits + outbox + feed state and health (+ its alert)
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
-from . import digest
 from .config import FeedConfig, HealthConfig, PollingConfig
 from .ingest import (
     ArticleFetcher,
@@ -32,7 +32,6 @@ from .ingest import (
 )
 from .matching import Matcher
 from .models import (
-    Alert,
     Article,
     FailureKind,
     FeedStatus,
@@ -45,23 +44,20 @@ from .models import (
     PollSummary,
     Watchlist,
 )
-from .outbox import health_alert, queue_health
+from .outbox import health_alert, incident_detail, incident_subject, queue_alerts, queue_health, story_key
 from .schedule import (
     Health,
     Outcome,
     Schedule,
     after_failure,
     after_success,
-    ago,
     effective_interval,
     health_incident,
 )
 from .store import entries as entry_store
 from .store import feeds as feed_store
 from .store import hits as hit_store
-from .store import outbox as outbox_store
 from .store import without_fsync
-from .web import canonical_url
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +93,10 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
         ctx.polling.min_interval,
         config.stale_after or ctx.health.stale_after,
     )
+    # With entries waiting, ask for the body again unconditionally: they are in it.
+    etag, modified = (None, None) if feed.entries_waiting else (feed.etag, feed.last_modified)
     result: FetchResult = await fetch_feed(
-        ctx.pool, feed.url, etag=feed.etag, last_modified=feed.last_modified, limits=ctx.limits
+        ctx.pool, feed.url, etag=etag, last_modified=modified, limits=ctx.limits
     )
     now = ctx.clock()
     changes: dict[str, Any] = {"last_polled_at": now}
@@ -144,7 +142,7 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
             max_entries=ALL_ENTRIES,  # the body is byte-capped; new entries are capped below
             timeout=PARSE_DEADLINE,
         )
-    except Exception as e:  # WorkerFailed, or anything parse_feed raised in the worker  # no feed input may crash a poll: it is the feed's error
+    except Exception as e:  # WorkerFailed, or anything parse_feed raised: the feed's error, never a crash
         failure = FetchFailed(FailureKind.MALFORMED, f"parsing failed: {type(e).__name__}: {e}", 200)
         return _failed(ctx, feed, config, failure, changes, schedule, summary)
     if not parsed.entries and not parsed.version:
@@ -316,60 +314,6 @@ def _store_hit(
         summary.alerts_queued += queued
 
 
-def story_key(link: str | None, feed_key: str, entry_key: str) -> str:
-    """A story's identity across feeds: its canonical URL, else the feed's own entry key."""
-    return canonical_url(link) if link else f"{feed_key}#{entry_key}"
-
-
-def queue_alerts(
-    db: sqlite_utils.Database,
-    watchlist: Watchlist,
-    story: str,
-    article: Article,
-    hit: Hit,
-    hit_id: int,
-    now: float,
-    tz: ZoneInfo,
-) -> int:
-    """One outbox row per channel of the watchlist (a digest item when it has a digest);
-    a story already queued for a watchlist and channel is not queued again."""
-    alert = build_alert(article, hit, story_key=story)
-    digest_at = digest_title = None
-    if watchlist.delivery != "immediate":
-        digest_at = digest.window_end(watchlist.delivery, now, tz)
-        digest_title = digest.title(watchlist.delivery, digest_at, tz)
-    queued = 0
-    for channel in watchlist.notify:
-        key = idempotency_key(story, hit.watchlist, channel)
-        queued += outbox_store.enqueue(
-            db, key, channel, alert, hit_id=hit_id, now=now, digest_at=digest_at, digest_title=digest_title
-        )
-    return queued
-
-
-def build_alert(article: Article, hit: Hit, *, story_key: str) -> Alert:
-    terms = tuple(dict.fromkeys(t.term for t in hit.terms))
-    return Alert(
-        watchlist=hit.watchlist,
-        title=article.title,
-        link=article.url,
-        outlet=article.outlet,
-        published=article.published,
-        terms=terms,
-        snippet=hit.snippet,
-        snippet_marks=hit.snippet_marks,
-        query=hit.query,
-        story_key=story_key,
-    )
-
-
-def idempotency_key(story: str, watchlist: str, channel: str) -> str:
-    """One alert per story, watchlist and channel: the same story URL reached through a
-    second feed (a wire story, a cross-posted release) does not alert again."""
-    raw = "\x00".join(("alert", story, watchlist, channel))
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
 def _failed(
     ctx: PollContext,
     feed: feed_store.FeedRow,
@@ -425,7 +369,9 @@ def _update(
         if incident is not None:
             alert = health_alert(
                 incident_subject(incident, config.name),
-                incident_detail(incident, feed, health, now),
+                incident_detail(
+                    incident, feed, health.consecutive_errors, health.last_error, health.failing_since, now
+                ),
                 about=config.name,
                 link=feed.url,
                 now=now,
@@ -445,33 +391,3 @@ def _update(
             "failing_since": health.failing_since,
         },
     )
-
-
-def incident_subject(incident: str, name: str) -> str:
-    return f"feed {incident}: {name}"
-
-
-def incident_detail(incident: str, feed: feed_store.FeedRow, health: Health, now: float) -> str:
-    """What the health alert says, in words an operator acts on."""
-    if incident == "failing":
-        since = health.failing_since or now
-        return (
-            f"{feed.name} has been failing for {ago(now - since)} ({health.consecutive_errors} errors in a row): "
-            f"{health.last_error}. It is retried with backoff and never dropped; `watchdesk feeds` shows it."
-        )
-    if incident == "stale":
-        last = feed.last_entry_at
-        when = f"since {_utc(last)}" if last else "since it was added"
-        return (
-            f"{feed.name} answers, but has published no new entry {when}. The site may have moved "
-            f"its feed; check {feed.url}."
-        )
-    if incident == "gone":
-        return (
-            f"{feed.url} answered 410 Gone: it is no longer polled. Remove it from the config or fix its URL."
-        )
-    return f"{feed.name} is ok again."
-
-
-def _utc(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")

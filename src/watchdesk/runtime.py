@@ -129,6 +129,21 @@ class Runtime:
                 log.error("channel_unavailable channel=%s error=%s (its alerts wait in the outbox)", name, e)
         return channels
 
+    def retry_unavailable_channels(self) -> None:
+        """A channel that could not be built at start (a secret that did not resolve) is
+        tried again on reload; its alerts waited in the outbox and now go out."""
+        for name in list(self.unavailable):
+            try:
+                channel = build_channel(self.config.channels[name])
+            except ChannelNotAvailable as e:
+                self.unavailable[name] = str(e)
+                log.error("channel_unavailable channel=%s error=%s (its alerts wait in the outbox)", name, e)
+                continue
+            self.channels[name] = channel
+            del self.unavailable[name]
+            self.drainer.unavailable.pop(name, None)
+            log.warning("channel_available channel=%s (its waiting alerts go out now)", name)
+
     def set_watchlists(self, watchlists: list[Watchlist] | tuple[Watchlist, ...]) -> None:
         self.ctx.matcher = compile_matcher(watchlists)
         self.ctx.watchlists = {w.name: w for w in watchlists}

@@ -17,7 +17,7 @@ from ..config import Config, NetworkConfig, feed_scopes, load_watchlist_file
 from ..ingest import ArticleFetcher, Extraction, HttpPool, Limits, Page, RobotsCache
 from ..matching import any_of, compile_matcher
 from ..models import Article, Hit, Watchlist
-from ..pipeline import queue_alerts, story_key
+from ..outbox import queue_alerts, story_key
 from ..store import entries as entry_store
 from ..store import hits as hit_store
 
@@ -152,20 +152,22 @@ def rematch(
             stored.article, feed_name=stored.feed_name, feed_tags=tags.get(stored.feed_url, ())
         ):
             with db.atomic():
-                hit_id = hit_store.insert_hit(db, stored.id, hit, alerted=notify, now=now)
+                hit_id = hit_store.insert_hit(db, stored.id, hit, alerted=False, now=now)
                 if hit_id is None:
                     summary.already += 1
                     hit_id = hit_store.unalerted_hit(db, stored.id, watchlist.name) if notify else None
                     if hit_id is None:
                         continue
-                    hit_store.mark_alerted(db, hit_id)
                 else:
                     summary.hits += 1
                 if notify:
                     story = story_key(stored.link, stored.feed_url, stored.key)
-                    summary.alerts_queued += queue_alerts(
+                    queued = queue_alerts(
                         db, watchlist, story, stored.article, hit, hit_id, now, ZoneInfo(config.timezone)
                     )
+                    if queued:  # `alerted` only when something was queued (not a story alerted before)
+                        hit_store.mark_alerted(db, hit_id)
+                    summary.alerts_queued += queued
     return summary
 
 

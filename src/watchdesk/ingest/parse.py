@@ -3,11 +3,22 @@
 feedparser is always handed bytes (a str would be read as a path or URL), and its
 "safe entity" expansion is switched off (stock, a 103 KB feed declaring one entity
 expands to 100 MB).
+
+parse_feed never raises, whatever the bytes: numeric character references XML forbids
+(surrogates, past U+10FFFF, NUL and other controls) become U+FFFD first, as browsers do,
+and NUL bytes are dropped. If feedparser still fails, or finds no feed, the body is
+decoded our own way (a BOM or UTF-16/32 NUL pattern; else the HTTP, then the declared
+charset if it is an ASCII-compatible text codec that decodes it; else UTF-8; else
+windows-1252), repaired as text and parsed once more as UTF-8 that says so. Each entry
+is post-processed on its own: one that fails is skipped and counted in `malformed`.
+Every string returned is free of NUL, surrogates and other XML-invalid characters.
 """
 
 from __future__ import annotations
 
 import calendar
+import codecs
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -33,36 +44,62 @@ MAX_CONTENT = 500_000
 _BENIGN = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
 _SPACE = re.compile(r"\s+")
 _DROP_TAGS = ("script", "style", "noscript", "template", "iframe", "object", "svg", "head")
+_MAX_REASON = 500
+
+# A numeric character reference, with or without its ";" (feedparser reads both, in places).
+_CHARREF = re.compile(rb"&#(?:([xX])([0-9A-Fa-f]+)|([0-9]+));?")
+_CHARREF_TEXT = re.compile(r"&#(?:([xX])([0-9A-Fa-f]+)|([0-9]+));?")
+_REPLACEMENT_REF = "&#xFFFD;"
+# Characters XML 1.0 forbids (NUL is dropped, not replaced); surrogates cannot be UTF-8.
+_XML_INVALID = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_XML_DECLARATION = re.compile(r"^\s*<\?xml\b[^>]*\?>")
+_DECLARED_ENCODING = re.compile(
+    rb"""^[^<]{0,8}<\?xml\b[^>]{0,200}?\bencoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']"""
+)
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:-]{1,40})""", re.I)
+# Decoded unchanged by every ASCII-compatible text codec; not by UTF-7, *_escape, idna...
+_PROBE = b"<?xml version='1.0'?>\n<a b=\"+-\\u0041&#1;\">z.Y/@~%" + b"q" * 70 + b"</a>"
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
 
 
 def html_to_text(html: str) -> str:
     """Visible text of an HTML fragment, whitespace collapsed; scripts and styles dropped."""
+    html, _ = _repair_text(html)  # lxml refuses NUL and controls, even from "&#1;"
     if "<" not in html and "&" not in html:
         return _SPACE.sub(" ", html).strip()
     try:
         root = lxml.html.fragment_fromstring(html, create_parent="div")
-    except (lxml.etree.ParserError, ValueError):
+        for el in list(root.iter(*_DROP_TAGS)):
+            el.drop_tree()
+        for el in root.iter("br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"):
+            el.tail = " " + (el.tail or "")
+        text = root.text_content()
+    except (lxml.etree.LxmlError, ValueError):
         return _SPACE.sub(" ", html).strip()
-    for el in list(root.iter(*_DROP_TAGS)):
-        el.drop_tree()
-    for el in root.iter("br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"):
-        el.tail = " " + (el.tail or "")
-    return _SPACE.sub(" ", root.text_content()).strip()
+    return clean_text(_SPACE.sub(" ", text).strip())
 
 
-def _text(detail: Any, value: str, limit: int) -> str:
-    kind = (detail or {}).get("type", "text/html") if isinstance(detail, dict) else "text/html"
+def _text(detail: Any, value: object, limit: int) -> str:
+    kind = detail.get("type", "text/html") if isinstance(detail, dict) else "text/html"
+    kind = kind if isinstance(kind, str) else "text/html"
+    value = clean_text(value)
     text = html_to_text(value) if "html" in kind else _SPACE.sub(" ", value).strip()
-    return text[:limit]
+    return clean_text(text)[:limit]
 
 
 def _when(entry: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(key)
+        # dict.get: no feedparser fallback from updated_parsed to published_parsed (and its warning)
+        value = dict.get(entry, key)
         if value:
             try:
                 return datetime.fromtimestamp(calendar.timegm(value), UTC)
-            except (OverflowError, ValueError, OSError):
+            except Exception:  # OverflowError, ValueError, OSError; TypeError for odd tuples
                 continue
     return None
 
@@ -71,76 +108,285 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode("utf-8", "replace")).hexdigest()[:32]
 
 
+def clean_text(value: object) -> str:
+    """`value` as a str SQLite and UTF-8 can hold: NUL dropped, surrogates and the other
+    characters XML forbids replaced by U+FFFD. None is ""."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return _XML_INVALID.sub("\ufffd", text)
+
+
+def _optional(value: object, limit: int, *, strip: bool = False) -> str | None:
+    text = clean_text(value)
+    return (text.strip() if strip else text)[:limit] or None
+
+
+def _xml_char(code: int) -> bool:
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def _bad_ref(x: str | bytes | None, digits: str | bytes) -> bool:
+    """Whether a numeric character reference names a character XML forbids."""
+    significant = (digits.decode("ascii") if isinstance(digits, bytes) else digits).lstrip("0")
+    if len(significant) > 8:  # past U+10FFFF whatever it says (and int() has a digit limit)
+        return True
+    return not _xml_char(int(significant or "0", 16 if x else 10))
+
+
+def _repair_refs(body: bytes) -> tuple[bytes, int]:
+    """Bad numeric character references in ASCII-compatible bytes -> &#xFFFD;, and count."""
+    if b"&#" not in body:
+        return body, 0
+    count = 0
+
+    def fix(m: re.Match[bytes]) -> bytes:
+        nonlocal count
+        if _bad_ref(m.group(1), m.group(2) or m.group(3)):
+            count += 1
+            return _REPLACEMENT_REF.encode()
+        return m.group(0)
+
+    return _CHARREF.sub(fix, body), count
+
+
+def _repair_text(text: str) -> tuple[str, int]:
+    """The same for a decoded document, which also loses its NUL and other bad characters."""
+    count = 0
+
+    def fix(m: re.Match[str]) -> str:
+        nonlocal count
+        if _bad_ref(m.group(1), m.group(2) or m.group(3)):
+            count += 1
+            return _REPLACEMENT_REF
+        return m.group(0)
+
+    if "&#" in text:
+        text = _CHARREF_TEXT.sub(fix, text)
+    return clean_text(text), count
+
+
+def _wide_encoding(body: bytes) -> tuple[str, int] | None:
+    """(codec, BOM length) when the bytes are UTF-16 or UTF-32 (by BOM, else by where the
+    NUL bytes of the first characters fall); None for ASCII-compatible (or unknown) bytes."""
+    for bom, name in _WIDE_BOMS:
+        if body.startswith(bom):
+            return name, len(bom)
+    head = body[:4]
+    if len(head) < 4:
+        return None
+    zero = [b == 0 for b in head]
+    if zero == [False, True, True, True]:
+        return "utf-32-le", 0
+    if zero == [True, True, True, False]:
+        return "utf-32-be", 0
+    if zero == [False, True, False, True]:
+        return "utf-16-le", 0
+    if zero == [True, False, True, False]:
+        return "utf-16-be", 0
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _ascii_codec(name: str) -> str | None:
+    """The codec `name` stands for, if it is a text encoding that reads ASCII as ASCII."""
+    try:
+        info = codecs.lookup(name)
+        if not getattr(info, "_is_text_encoding", True) or info.name == "idna":  # idna: host names
+            return None
+        if _PROBE.decode(info.name) != _PROBE.decode("ascii"):
+            return None
+    except Exception:  # LookupError, UnicodeError, ValueError...: a name we cannot use
+        return None
+    return info.name
+
+
+def _decode(body: bytes, content_type: str | None) -> str:
+    """Our own reading of a body feedparser could not use: never raises."""
+    wide = _wide_encoding(body)
+    if wide:
+        return body[wide[1] :].decode(wide[0], "replace")
+    if body.startswith(codecs.BOM_UTF8):
+        return body[len(codecs.BOM_UTF8) :].decode("utf-8", "replace")
+    candidates: list[str] = []
+    if content_type and (m := _CHARSET.search(content_type)):
+        candidates.append(m.group(1))
+    if m2 := _DECLARED_ENCODING.match(body):
+        candidates.append(m2.group(1).decode("ascii"))
+    candidates += ["utf-8", "cp1252"]
+    for name in candidates:
+        codec = _ascii_codec(name.lower())
+        if codec is None:
+            continue
+        try:
+            return body.decode(codec)
+        except Exception:  # UnicodeDecodeError, or a codec's own complaint
+            continue
+    return body.decode("cp1252", "replace")
+
+
+def _as_utf8(body: bytes, content_type: str | None) -> tuple[bytes, int]:
+    """The body decoded our way, repaired and re-encoded as UTF-8 that says so."""
+    text, fixed = _repair_text(_decode(body, content_type).lstrip("\ufeff"))
+    declaration = '<?xml version="1.0" encoding="utf-8"?>'
+    text, found = _XML_DECLARATION.subn(declaration, text, count=1)
+    if not found:
+        text = declaration + "\n" + text
+    return text.encode("utf-8"), fixed
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _reason(e: BaseException) -> str:
+    try:
+        message = str(e)
+    except Exception:
+        message = "?"
+    return clean_text(f"{type(e).__name__}: {message}")[:_MAX_REASON]
+
+
 def parse_feed(
     body: bytes, *, url: str = "", content_type: str | None = None, max_entries: int = 100
 ) -> ParsedFeed:
-    """Parse feed bytes. Newest `max_entries` entries are kept; the rest are counted."""
+    """Parse feed bytes. Newest `max_entries` entries are kept; the rest are counted.
+
+    Never raises: what cannot be read at all is a ParsedFeed with no entries, no version
+    and `malformed` saying why."""
+    try:
+        return _parse(bytes(body), url, content_type, max_entries)
+    except Exception as e:  # a last resort: each step below catches its own
+        return ParsedFeed(title=None, entries=(), malformed=f"parse failed: {_reason(e)}"[:_MAX_REASON])
+
+
+def _feedparser(data: bytes, url: str, content_type: str | None) -> tuple[Any, str | None]:
+    """feedparser's result, or None and why it raised."""
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
-    result = feedparser.parse(
-        bytes(body), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
-    )
+    try:
+        result = feedparser.parse(
+            data, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+        )
+    except Exception as e:
+        return None, _reason(e)
+    return result, None
+
+
+def _found(result: Any) -> bool:
+    return result is not None and bool(result.get("entries") or result.get("version"))
+
+
+def _parse(body: bytes, url: str, content_type: str | None, max_entries: int) -> ParsedFeed:
+    notes: list[str] = []  # repairs and skips, after feedparser's own complaint
+    data, fixed = body, 0
+    if _wide_encoding(body) is None:  # in UTF-16/32, "&#" and NUL bytes are not what they seem
+        data, fixed = _repair_refs(body)
+        nuls = data.count(b"\x00")
+        if nuls:
+            notes.append(_count(nuls, "NUL byte") + " dropped")
+            data = data.replace(b"\x00", b"")
+    result, failure = _feedparser(data, url, content_type)
+    if not _found(result):
+        # The encoding may be a lie, or a bad character hides where we could not see it:
+        # read the body our own way, repair it as text, and give feedparser UTF-8.
+        again, refixed = _as_utf8(body, content_type)
+        retry, _ = _feedparser(again, url, None)  # the charset it gave was read, or a lie
+        if _found(retry):
+            notes.append(
+                f"read again as UTF-8 after feedparser failed ({failure})"
+                if failure
+                else "read again as UTF-8: no feed found as declared"
+            )
+            result, fixed = retry, refixed
+        elif result is None:
+            return ParsedFeed(title=None, entries=(), malformed=f"feedparser failed: {failure}"[:_MAX_REASON])
+    if fixed:
+        notes.append(_count(fixed, "invalid character reference") + " replaced by U+FFFD")
+
     malformed = None
     exc = result.get("bozo_exception")
     if result.get("bozo") and not isinstance(exc, _BENIGN):
-        malformed = f"{type(exc).__name__}: {exc}"[:500] if exc else "not well-formed"
+        malformed = _reason(exc) if exc else "not well-formed"
 
     raw: list[dict[str, Any]] = []
-    for position, entry in enumerate(result.entries):
-        title = _text(entry.get("title_detail"), entry.get("title", ""), MAX_TITLE)
-        summary = _text(entry.get("summary_detail"), entry.get("summary", ""), MAX_SUMMARY)
-        contents = entry.get("content") or []
-        content = " ".join(_text(c, c.get("value", ""), MAX_CONTENT) for c in contents)[:MAX_CONTENT]
-        link = entry.get("link") or None
-        guid = (entry.get("id") or "").strip() or None
-        raw.append(
-            {
-                "guid": guid[:2000] if guid else None,
-                "link": link[:2000] if link else None,
-                "title": title,
-                "summary": summary,
-                "content": content if content != summary else "",
-                "published": _when(entry),
-                "author": (entry.get("author") or None),
-                "position": position,
-            }
-        )
+    errors: list[str] = []
+    for position, entry in enumerate(result.get("entries") or []):
+        try:
+            raw.append(_raw_entry(entry, position))
+        except Exception as e:  # this entry only
+            errors.append(_reason(e))
 
-    entries = _identify(raw)
+    entries = _identify(raw, errors)
+    if errors:
+        notes.append(f"{_count(len(errors), 'entry', 'entries')} skipped ({errors[0]})")
     # Newest first; undated entries keep document order after dated ones.
     entries.sort(key=lambda e: (e.published is None, -(e.published.timestamp() if e.published else 0)))
     kept = entries[:max_entries]
-    feed_title: str | None = result.feed.get("title") if hasattr(result, "feed") else None
+    version = clean_text(result.get("version", "") or "")
+    if notes:
+        malformed = "; ".join(([malformed] if malformed else []) + notes)
+    if not kept and not version and not malformed:
+        malformed = _reason(exc) if exc else "no feed found in the document"
     return ParsedFeed(
-        title=feed_title[:MAX_TITLE] if feed_title else None,
+        title=_feed_title(result),
         entries=tuple(kept),
-        version=result.get("version", "") or "",
-        malformed=malformed,
+        version=version,
+        malformed=malformed[:_MAX_REASON] if malformed else None,
         entries_dropped=len(entries) - len(kept),
     )
 
 
-def _identify(raw: list[dict[str, Any]]) -> list[ParsedEntry]:
+def _feed_title(result: Any) -> str | None:
+    try:
+        feed = result.get("feed")
+        return _optional(feed.get("title"), MAX_TITLE) if feed is not None else None
+    except Exception:
+        return None
+
+
+def _raw_entry(entry: Any, position: int) -> dict[str, Any]:
+    title = _text(entry.get("title_detail"), entry.get("title", ""), MAX_TITLE)
+    summary = _text(entry.get("summary_detail"), entry.get("summary", ""), MAX_SUMMARY)
+    contents = entry.get("content") or []
+    content = " ".join(_text(c, c.get("value", ""), MAX_CONTENT) for c in contents)[:MAX_CONTENT]
+    return {
+        "guid": _optional(entry.get("id"), 2000, strip=True),
+        "link": _optional(entry.get("link"), 2000),
+        "title": title,
+        "summary": summary,
+        "content": content if content != summary else "",
+        "published": _when(entry),
+        "author": _optional(entry.get("author"), 2000),
+        "position": position,
+    }
+
+
+def _identify(raw: list[dict[str, Any]], errors: list[str] | None = None) -> list[ParsedEntry]:
     """Key each entry: GUID, else canonical link, else hash of title+summary.
 
     A GUID repeated inside one document is not an identity: such entries are keyed by
-    GUID plus their link (or content hash). Exact repeats are dropped.
+    GUID plus their link (or content hash). Exact repeats are dropped. An entry that
+    cannot be keyed is skipped, and why is added to `errors`.
     """
     guid_counts = Counter(r["guid"] for r in raw if r["guid"])
     seen: set[str] = set()
     out: list[ParsedEntry] = []
     for r in raw:
-        link_key = canonical_url(r["link"]) if r["link"] else None
-        content_key = _digest(r["title"], r["summary"])
-        if r["guid"] and guid_counts[r["guid"]] == 1:
-            key = "guid:" + r["guid"]
-        elif r["guid"]:
-            key = f"guid:{r['guid']}#{link_key or content_key}"
-        elif link_key:
-            key = "link:" + link_key
-        else:
-            key = "hash:" + content_key
+        try:
+            key = clean_text(_key(r, guid_counts))
+        except Exception as e:  # this entry only
+            if errors is not None:
+                errors.append(_reason(e))
+            continue
         if key in seen:
             continue
         seen.add(key)
@@ -157,3 +403,15 @@ def _identify(raw: list[dict[str, Any]]) -> list[ParsedEntry]:
             )
         )
     return out
+
+
+def _key(r: dict[str, Any], guid_counts: Counter[str]) -> str:
+    link_key = canonical_url(r["link"]) if r["link"] else None
+    content_key = _digest(r["title"], r["summary"])
+    if r["guid"] and guid_counts[r["guid"]] == 1:
+        return "guid:" + r["guid"]
+    if r["guid"]:
+        return f"guid:{r['guid']}#{link_key or content_key}"
+    if link_key:
+        return "link:" + link_key
+    return "hash:" + content_key

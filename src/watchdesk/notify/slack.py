@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 
-from ..config import ChannelConfig, redact, resolve
+from ..config import ChannelConfig, resolve
+from ..config.secrets import scrubbed
 from ..models import Alert, DeliveryResult, Digest
 from . import http, render
 from .sanitize import slack_escape, slack_text
@@ -80,7 +81,23 @@ def marked_snippet(alert: Alert) -> str:
     ).strip()
 
 
+def health_payload(alert: Alert) -> dict[str, Any]:
+    """A short message: what happened to which feed (or channel), and where to look."""
+    title = slack_text(render.title_of(alert), HEADER_CHARS)
+    read = link(alert.link, "The feed") or ""
+    body = slack_text(alert.snippet, SECTION_CHARS - len(read) - 1)
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(title)},
+        {"type": "section", "text": mrkdwn("\n".join(part for part in (body, read) if part))},
+        {"type": "context", "elements": [mrkdwn("watchdesk feed health")]},
+    ]
+    fallback = slack_text(render.heading(alert), FALLBACK_CHARS)
+    return {"text": fallback, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
+
+
 def alert_payload(alert: Alert) -> dict[str, Any]:
+    if alert.kind == "health":
+        return health_payload(alert)
     title = slack_text(render.title_of(alert), HEADER_CHARS)
     blocks: list[Block] = [{"type": "header", "text": plain(title)}]
     body = marked_snippet(alert)
@@ -165,7 +182,7 @@ def digest_payload(digest: Digest) -> dict[str, Any]:
 class SlackChannel:
     def __init__(self, name: str, webhook_url: str, *, timeout: float = http.DEFAULT_TIMEOUT):
         self.name = name
-        self._secrets = http.url_secrets(webhook_url)
+        self._scrub = http.url_redactor(webhook_url)  # every message we return passes through it
         self._timeout = timeout
         self._endpoint = http.Endpoint(webhook_url)
 
@@ -190,11 +207,11 @@ class SlackChannel:
         try:
             answer = await self._endpoint.post(body, headers, deadline=self._timeout)
         except (httpx.HTTPError, TimeoutError) as e:
-            return http.failure_result(e, "Slack", *self._secrets)
-        return self._result(answer)
+            return scrubbed(http.failure_result(e, "Slack", scrub=self._scrub), self._scrub)
+        return scrubbed(self._result(answer), self._scrub)
 
     def _result(self, answer: http.Answer) -> DeliveryResult:
-        said = redact(answer.text, *self._secrets)
+        said = answer.said(self._scrub)
         if answer.status == 200:
             if answer.body.strip() == b"ok":
                 return DeliveryResult(True)
@@ -206,10 +223,7 @@ class SlackChannel:
                 "disabled or wrong (make a new one and update the secret)",
                 permanent=True,
             )
-        result = http.status_result(answer, "Slack")
-        return DeliveryResult(
-            result.ok, redact(result.message, *self._secrets), result.permanent, result.retry_after
-        )
+        return http.status_result(answer, "Slack", self._scrub)
 
     async def aclose(self) -> None:
         await self._endpoint.aclose()

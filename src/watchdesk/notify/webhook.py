@@ -11,7 +11,8 @@ Request:
     {"event": "alert", "channel": "...", "key": "...", "alert": {
         "watchlist": "...", "title": "...", "link": "https://..." | null, "outlet": ... | null,
         "published": "2026-11-02T23:00:00+00:00" | null, "terms": [...], "snippet": "...",
-        "snippet_marks": [[start, end], ...], "query": "...", "story_key": "...", "test": false}}
+        "snippet_marks": [[start, end], ...], "query": "...", "story_key": "...", "test": false,
+        "kind": "hit" | "health"}}     (health: a feed failing, stale, gone or recovered; a dead delivery)
 
     {"event": "digest", "channel": "...", "key": "...", "title": "...", "count": 12,
      "capped": 3, "watchlists": [{"watchlist": "...", "count": 5, "stories": [
@@ -42,7 +43,8 @@ from typing import Any
 
 import httpx
 
-from ..config import ChannelConfig, redact, resolve
+from ..config import ChannelConfig, resolve
+from ..config.secrets import scrubbed
 from ..models import Alert, DeliveryResult, Digest
 from . import http, render
 
@@ -89,6 +91,7 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "query": alert.query,
         "story_key": alert.story_key,
         "test": alert.test,
+        "kind": alert.kind,  # "hit", or "health" (a feed failing, stale, gone, recovered; a dead delivery)
     }
 
 
@@ -127,7 +130,7 @@ class WebhookChannel:
     ):
         self.name = name
         self._secret = secret
-        self._redact = http.url_secrets(url) + ((secret,) if secret else ())
+        self._scrub = http.url_redactor(url, *((secret,) if secret else ()))  # for every message
         self._timeout = timeout
         self._clock = clock
         self._endpoint = http.Endpoint(url)
@@ -164,11 +167,8 @@ class WebhookChannel:
         try:
             answer = await self._endpoint.post(body, headers, deadline=self._timeout)
         except (httpx.HTTPError, TimeoutError) as e:
-            return http.failure_result(e, "webhook", *self._redact)
-        result = http.status_result(answer, "webhook")
-        return DeliveryResult(
-            result.ok, redact(result.message, *self._redact), result.permanent, result.retry_after
-        )
+            return scrubbed(http.failure_result(e, "webhook", scrub=self._scrub), self._scrub)
+        return scrubbed(http.status_result(answer, "webhook", self._scrub), self._scrub)
 
     async def aclose(self) -> None:
         await self._endpoint.aclose()
