@@ -561,3 +561,38 @@ def test_a_channel_whose_secret_is_missing_waits_and_delivers_after_a_reload(
     rt.retry_unavailable_channels()
     asyncio.run(rt.drain())
     assert [m["text"] for m in slack_messages(server)] == ["[watchdesk] w: Seizure 1"]
+
+
+# ---- no feed input crashes a poll ------------------------------------------------------
+
+FUZZED_FEEDS = 300
+
+
+def test_fuzzed_feeds_polled_end_to_end_never_crash(tmp_path: Path, server: LocalServer) -> None:
+    """Mutated feeds served over HTTP and polled by the real pipeline (parse in its worker,
+    store, match): no poll crashes, and every feed ends `ok` or `failing` with its error
+    recorded. (tests/test_parse_fuzz.py puts 10,000+ variants through parse_feed itself.)"""
+    from test_parse_fuzz import ATOM10, RDF, RSS20, variant
+
+    seeds = {"rss": RSS20.encode(), "atom": ATOM10.encode(), "rdf": RDF.encode()}
+    feeds = []
+    for i in range(FUZZED_FEEDS):
+        label = sorted(seeds)[i % 3]
+        body, content_type, _names = variant(f"e2e-{label}", seeds[label], i)
+        headers = {"Content-Type": content_type} if content_type else {}
+        server.route(f"/fuzz/{i}", body=body, headers=headers)
+        feeds.append({"url": server.url(f"/fuzz/{i}"), "name": f"fuzz-{i:03d}"})
+    config = write_config(tmp_path, feeds, {"w": 'match = ["fentanyl"]'}, polling='fetch_article = "never"')
+    rt = Runtime(load_config(config))
+    try:
+        summary = asyncio.run(rt.poll_feeds(rt.all_feeds()))
+        rows = rt.all_feeds()
+    finally:
+        asyncio.run(rt.aclose())
+    assert not [e for e in summary.errors if "internal error" in e]
+    assert summary.feeds == FUZZED_FEEDS == len(rows)
+    for row in rows:
+        assert row.status in ("ok", "failing"), row
+        if row.status == "failing":
+            assert row.last_error and row.consecutive_errors == 1, row
+    assert summary.fetched > FUZZED_FEEDS // 2  # most mutations still leave a readable feed
