@@ -2,23 +2,32 @@
 
 N feeds are served by a local HTTP server on 127.0.0.1 (a few ports), in a separate
 process so that its CPU is not counted. After one warm-up poll that stores every feed's
-entries, three phases are measured, each a poll of every feed:
+entries, four phases are measured, the first three each a poll of every feed:
 
   304        the server honours If-None-Match / If-Modified-Since: 304 Not Modified
   unchanged  the server ignores validators and returns the same bytes: 200, and the
              pipeline skips parsing because the body hash matches the last poll's
   changed    every request gets a new realistic RSS body with new GUIDs, so parse
              (worker processes), dedup, match and store all run
+  overflow   the first --overflow-feeds feeds (100) each grow by --overflow-items (300)
+             items between polls and the document shows exactly the newest 300: every
+             entry is new and the oldest is newer than the newest stored (an overflow),
+             and [polling] max_entries (100) new entries are handled per poll, so those
+             feeds are polled again and again until none has entries waiting
 
-For each phase it prints polls/s (wall), CPU ms per poll of this (polling) process,
+For the first three it prints polls/s (wall), CPU ms per poll of this (polling) process,
 CPU ms per poll of its worker processes, the server's CPU per request (to show it is not
-the bottleneck), new TCP connections per poll, and RSS. With --rounds R each phase runs
-R times and the median is printed. The goal (issue): an unchanged feed, 304 or same
-bytes, costs at most 1 ms of CPU end to end.
+the bottleneck), new TCP connections per poll, and RSS. For overflow, in a second table:
+items stored per second, passes needed to drain, CPU ms per stored item, overflows
+detected per feed, and RSS; a round that did not store exactly 300 x feeds items, or
+took other than ceil(300 / max_entries) passes, or did not count one overflow per feed,
+is a WARNING. With --rounds R each phase runs R times and the median is printed. The
+goal (issue): an unchanged feed, 304 or same bytes, costs at most 1 ms of CPU end to end.
 
     python bench/poll.py                       # 2,000 feeds, 3 rounds
     python bench/poll.py --feeds 500 --rounds 1
     python bench/poll.py --phases 304 --profile 304
+    python bench/poll.py --feeds 200 --rounds 2 --phases overflow
 
 Not a test: it prints figures. Only 127.0.0.1 is contacted.
 """
@@ -31,6 +40,8 @@ import cProfile
 import email.utils
 import gzip
 import hashlib
+import logging
+import math
 import multiprocessing
 import os
 import pstats
@@ -41,7 +52,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,14 +62,21 @@ import watchdesk
 from watchdesk.config import load_config
 from watchdesk.models import PollSummary
 from watchdesk.runtime import Runtime
+from watchdesk.store.feeds import FeedRow
 
-PHASES = ("304", "unchanged", "changed")
-_ALIASES = {"1": "304", "2": "unchanged", "same": "unchanged", "3": "changed"}
+PHASES = ("304", "unchanged", "changed", "overflow")
+_ALIASES = {"1": "304", "2": "unchanged", "same": "unchanged", "3": "changed", "4": "overflow"}
 GOAL_MS = 1.0  # CPU per unchanged poll, end to end
 
 # Server modes (a shared integer the server reads on every request).
 MODE_VALIDATE, MODE_SAME, MODE_CHANGED = 0, 1, 2
-_PHASE_MODE = {"304": MODE_VALIDATE, "unchanged": MODE_SAME, "changed": MODE_CHANGED}
+# overflow: validators honoured; its feeds change by the shared generation, not per request
+_PHASE_MODE = {
+    "304": MODE_VALIDATE,
+    "unchanged": MODE_SAME,
+    "changed": MODE_CHANGED,
+    "overflow": MODE_VALIDATE,
+}
 
 WATCHLIST = """\
 description = "Fentanyl and opioid trafficking"
@@ -106,17 +125,29 @@ def _sentence(rng: random.Random, lo: int = 8, hi: int = 22) -> str:
 
 @dataclass
 class FeedSite:
-    """Feed documents: feed f at version v holds items [v*new, v*new + items), newest first."""
+    """Feed documents: feed f at version v holds items [v*new, v*new + items), newest first.
+
+    Overflow feeds (f < overflow_feeds) also grow by overflow_items per generation g (a
+    counter shared by the whole site): their newest item is v*new + items - 1 + g*overflow
+    and, after a generation step, the document shows the newest overflow_items items (a
+    `changed` bump goes back to `items` items).
+    """
 
     base_url: list[str]  # per port: "http://127.0.0.1:PORT"
     items: int = 20
     new_items: int = 20
     gzip: bool = False
     hit_rate: float = 0.15
+    overflow_feeds: int = 0
+    overflow_items: int = 300
     epoch: float = field(default_factory=lambda: time.time() - 86400.0)
     versions: dict[int, int] = field(default_factory=dict)
-    # feed -> (version, etag, last_modified, headers+body of the 200 answer)
-    _cache: dict[int, tuple[int, bytes, bytes, bytes]] = field(default_factory=dict)
+    # overflow feed -> the generation its document last showed; `_wide`: those showing
+    # overflow_items items (the last change was a generation step, not a bump)
+    _generation: dict[int, int] = field(default_factory=dict)
+    _wide: set[int] = field(default_factory=set)
+    # feed -> ((version, generation, wide), etag, last_modified, headers+body of the 200 answer)
+    _cache: dict[int, tuple[tuple[int, int, bool], bytes, bytes, bytes]] = field(default_factory=dict)
 
     def origin(self, feed: int) -> str:
         return self.base_url[feed % len(self.base_url)]
@@ -150,9 +181,15 @@ class FeedSite:
             "</item>\n"
         )
 
-    def document(self, feed: int, version: int) -> bytes:
-        first = version * self.new_items
-        newest = first + self.items - 1
+    def span(self, feed: int, version: int, generation: int = 0, wide: bool = False) -> tuple[int, int]:
+        """The first (oldest) and newest item of a document."""
+        newest = version * self.new_items + self.items - 1
+        if feed < self.overflow_feeds:
+            newest += generation * self.overflow_items
+        return newest - (self.overflow_items if wide else self.items) + 1, newest
+
+    def document(self, feed: int, version: int, generation: int = 0, wide: bool = False) -> bytes:
+        first, newest = self.span(feed, version, generation, wide)
         origin = self.origin(feed)
         head = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -167,14 +204,21 @@ class FeedSite:
         body = "".join(self.item_xml(feed, i) for i in range(newest, first - 1, -1))
         return (head + body + "</channel>\n</rss>\n").encode()
 
-    def current(self, feed: int) -> tuple[int, bytes, bytes, bytes]:
+    def current(self, feed: int, generation: int = 0) -> tuple[tuple[int, int, bool], bytes, bytes, bytes]:
         version = self.versions.get(feed, 0)
+        if feed >= self.overflow_feeds:
+            generation = 0
+        elif generation != self._generation.get(feed, 0):
+            self._generation[feed] = generation
+            self._wide.add(feed)
+        key = (version, generation, feed in self._wide)
         cached = self._cache.get(feed)
-        if cached is not None and cached[0] == version:
+        if cached is not None and cached[0] == key:
             return cached
-        body = self.document(feed, version)
-        etag = b'"' + hashlib.sha1(b"%d:%d" % (feed, version)).hexdigest()[:20].encode() + b'"'
-        newest = version * self.new_items + self.items - 1
+        body = self.document(feed, *key)
+        tag = b"%d:%d:%d:%d" % (feed, *key)
+        etag = b'"' + hashlib.sha1(tag).hexdigest()[:20].encode() + b'"'
+        _first, newest = self.span(feed, *key)
         modified = email.utils.formatdate(self._published(newest), usegmt=True).encode()
         headers = [
             b"Content-Type: application/rss+xml; charset=UTF-8",
@@ -188,11 +232,12 @@ class FeedSite:
             headers.append(b"Content-Encoding: gzip")
         headers.append(b"Content-Length: %d" % len(body))
         answer = b"\r\n".join(headers) + b"\r\n\r\n" + body
-        self._cache[feed] = cached = (version, etag, modified, answer)
+        self._cache[feed] = cached = (key, etag, modified, answer)
         return cached
 
     def bump(self, feed: int) -> None:
         self.versions[feed] = self.versions.get(feed, 0) + 1
+        self._wide.discard(feed)
 
     def story(self, feed: int, item: int) -> bytes:
         rng = random.Random(feed * 1_000_003 + item)
@@ -205,10 +250,12 @@ class FeedSite:
 
 
 class _Stats:
-    """Counters shared with the parent: connections accepted, requests answered."""
+    """Counters shared with the parent: connections accepted, requests answered; the
+    mode, and the generation of the overflow feeds (the parent steps it)."""
 
     def __init__(self, ctx: multiprocessing.context.BaseContext):
         self.mode = ctx.RawValue("i", MODE_VALIDATE)
+        self.generation = ctx.RawValue("q", 0)
         self.connections = ctx.RawValue("q", 0)
         self.requests = ctx.RawValue("q", 0)
 
@@ -249,7 +296,7 @@ class _Server:
             mode = self.stats.mode.value
             if mode == MODE_CHANGED:
                 self.site.bump(feed)
-            _version, etag, modified, answer = self.site.current(feed)
+            _key, etag, modified, answer = self.site.current(feed, self.stats.generation.value)
             if mode == MODE_VALIDATE:
                 inm = _header(head, b"\r\nif-none-match:")
                 ims = _header(head, b"\r\nif-modified-since:")
@@ -303,7 +350,15 @@ def _serve(sockets: list[socket.socket], site: FeedSite, stats: _Stats, ready: A
 class FeedServer:
     """The server process; listening sockets are bound here, so ports never race."""
 
-    def __init__(self, ports: int, items: int, new_items: int, use_gzip: bool):
+    def __init__(
+        self,
+        ports: int,
+        items: int,
+        new_items: int,
+        use_gzip: bool,
+        overflow_feeds: int = 0,
+        overflow_items: int = 300,
+    ):
         ctx = multiprocessing.get_context("fork")
         self.sockets = []
         for _ in range(ports):
@@ -313,7 +368,14 @@ class FeedServer:
             sock.listen(1024)
             self.sockets.append(sock)
         self.base_urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in self.sockets]
-        self.site = FeedSite(self.base_urls, items=items, new_items=new_items, gzip=use_gzip)
+        self.site = FeedSite(
+            self.base_urls,
+            items=items,
+            new_items=new_items,
+            gzip=use_gzip,
+            overflow_feeds=overflow_feeds,
+            overflow_items=overflow_items,
+        )
         self.stats = _Stats(ctx)
         ready = ctx.Event()
         self.process = ctx.Process(
@@ -333,10 +395,37 @@ class FeedServer:
     def set_phase(self, phase: str) -> None:
         self.stats.mode.value = _PHASE_MODE[phase]
 
+    def grow_overflow_feeds(self) -> None:
+        """Every overflow feed gains overflow_items items at once (its next request sees them)."""
+        self.stats.generation.value += 1
+
     def stop(self) -> None:
         if self.process.is_alive():
             self.process.terminate()
         self.process.join(10)
+
+
+# ---- watchdesk's warnings ----------------------------------------------------------------
+
+
+class _LogTally(logging.Handler):
+    """Counts watchdesk's warnings by event (a message's first word) and prints them, as
+    logging's last resort would, except the overflow phase's expected ones (hundreds)."""
+
+    QUIET = ("entries_waiting", "feed_overflow")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = str(record.msg).split(" ", 1)[0]
+        self.counts[event] += 1
+        if event not in self.QUIET:
+            sys.stderr.write(self.format(record) + "\n")
+
+
+LOG_TALLY = _LogTally()
 
 
 # ---- CPU and memory readings -------------------------------------------------------------
@@ -444,7 +533,13 @@ def unexpected(phase: str, summary: PollSummary, polls: int) -> str | None:
     return f"{phase}: expected {polls} {counter}, got {got} ({summary.failed} failed) {summary.errors[:3]}"
 
 
-async def measure(rt: Runtime, server: FeedServer, profiler: cProfile.Profile | None = None) -> Round:
+async def measure(
+    rt: Runtime,
+    server: FeedServer,
+    profiler: cProfile.Profile | None = None,
+    poll: Callable[[], Awaitable[PollSummary]] | None = None,
+) -> Round:
+    """What `poll` (default: one poll of every feed) cost."""
     server_pid = server.process.pid or -1
     workers0, server0 = descendants_cpu(server_pid), process_cpu(server_pid)
     conns0, reqs0 = server.stats.connections.value, server.stats.requests.value
@@ -452,7 +547,7 @@ async def measure(rt: Runtime, server: FeedServer, profiler: cProfile.Profile | 
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if profiler is not None:
         profiler.enable()
-    summary = await rt.poll_feeds(rt.all_feeds())
+    summary = await (poll() if poll is not None else rt.poll_feeds(rt.all_feeds()))
     if profiler is not None:
         profiler.disable()
     wall1, cpu1 = time.perf_counter(), time.process_time()
@@ -472,6 +567,90 @@ async def measure(rt: Runtime, server: FeedServer, profiler: cProfile.Profile | 
 
 
 @dataclass
+class OverflowRound:
+    """One growth step of the overflow feeds, drained: polled until none has entries waiting."""
+
+    cost: Round  # all the passes together; cost.polls counts every poll of every pass
+    feeds: int
+    passes: int
+    overflows: int  # feeds.overflows gained, summed over the overflow feeds
+    waiting: int  # entries still waiting when the drain stopped (0 unless it gave up)
+    logged: int  # feed_overflow warnings logged
+
+    @property
+    def stored(self) -> int:
+        return self.cost.summary.new_entries
+
+    def per_item_ms(self, seconds: float | None) -> float | None:
+        return None if seconds is None or not self.stored else 1000 * seconds / self.stored
+
+
+async def measure_overflow(
+    rt: Runtime,
+    server: FeedServer,
+    urls: set[str],
+    max_passes: int,
+    profiler: cProfile.Profile | None = None,
+) -> OverflowRound:
+    """Grow every overflow feed by overflow_items items, then poll them, and again those with
+    entries waiting (as `Runtime.poll_everything` does), until none waits."""
+
+    def rows() -> list[FeedRow]:
+        return [row for row in rt.all_feeds() if row.config_url in urls]
+
+    before = rows()
+    logged = LOG_TALLY.counts["feed_overflow"]
+    passes = 0
+    left: list[FeedRow] = []
+
+    async def drain() -> PollSummary:
+        nonlocal passes, left
+        total = PollSummary()
+        todo = before
+        while todo and passes < max_passes:
+            total.add(await rt.poll_feeds(todo))
+            passes += 1
+            todo = [row for row in rows() if row.entries_waiting]
+        left = todo
+        return total
+
+    server.grow_overflow_feeds()
+    cost = await measure(rt, server, profiler, drain)
+    return OverflowRound(
+        cost=cost,
+        feeds=len(before),
+        passes=passes,
+        overflows=sum(row.overflows for row in rows()) - sum(row.overflows for row in before),
+        waiting=sum(row.entries_waiting for row in left),
+        logged=LOG_TALLY.counts["feed_overflow"] - logged,
+    )
+
+
+def overflow_unexpected(r: OverflowRound, grow: int, max_entries: int) -> list[str]:
+    """A round that did not overflow and drain as it should."""
+    problems = []
+    want_passes = math.ceil(grow / max_entries)
+    summary = r.cost.summary
+    if r.stored != grow * r.feeds or summary.failed:
+        problems.append(
+            f"overflow: expected {grow} x {r.feeds} = {grow * r.feeds} entries stored, got {r.stored} "
+            f"({summary.failed} failed) {summary.errors[:3]}"
+        )
+    if r.passes != want_passes:
+        problems.append(
+            f"overflow: expected the drain to take ceil({grow} / max_entries {max_entries}) = "
+            f"{want_passes} passes, it took {r.passes}"
+            + (f" and gave up with {r.waiting} entries still waiting" if r.waiting else "")
+        )
+    if r.overflows != r.feeds or r.logged != r.feeds:
+        problems.append(
+            f"overflow: expected one overflow per feed ({r.feeds}), got {r.overflows} counted in "
+            f"feeds.overflows and {r.logged} feed_overflow logged"
+        )
+    return problems
+
+
+@dataclass
 class PhaseResult:
     phase: str
     rounds: list[Round]
@@ -483,11 +662,24 @@ class PhaseResult:
         return None if any(v is None for v in values) else statistics.median(values)  # type: ignore[type-var]
 
 
+@dataclass
+class OverflowResult:
+    rounds: list[OverflowRound]
+    peak_rss: float  # MB, ru_maxrss after the phase
+    rss: float | None  # MB, resident now
+
+    def median(self, value: Callable[[OverflowRound], float | None]) -> float | None:
+        values = [value(r) for r in self.rounds]
+        return None if any(v is None for v in values) else statistics.median(values)  # type: ignore[type-var]
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
 def print_table(results: list[PhaseResult], args: argparse.Namespace) -> None:
+    if not results:
+        return
     print(
         f"\n{args.feeds} feeds on {args.ports} port(s) of 127.0.0.1, concurrency {args.concurrency}, "
         f"per_host {args.per_host}; {args.items} items per document, {args.new_items} new per changed "
@@ -524,6 +716,41 @@ def print_table(results: list[PhaseResult], args: argparse.Namespace) -> None:
             print(
                 f"goal, {p.phase}: {total:.3f} ms CPU per poll end to end, budget {GOAL_MS:g} ms: {verdict}"
             )
+
+
+def print_overflow_table(results: list[OverflowResult], args: argparse.Namespace, max_entries: int) -> None:
+    """One row per overflow phase run (--phases may name it more than once)."""
+    if not results:
+        return
+    grow = args.overflow_items
+    print(
+        f"\noverflow: {args.overflow_feeds} feeds each grow by {grow} items between polls, the document "
+        f"showing the newest {grow}; max_entries {max_entries}, so ceil({grow}/{max_entries}) = "
+        f"{math.ceil(grow / max_entries)} passes to drain; median of {args.rounds} round(s)"
+    )
+    header = (
+        f"{'items/s':>8} {'passes':>6} {'polls':>6} {'CPU ms/item':>11} {'workers ms/item':>15} "
+        f"{'total ms/item':>13} {'overflows/feed':>14} {'s/round':>8} {'peak RSS MB':>11} {'RSS MB':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        print(
+            f"{_fmt(result.median(lambda r: r.stored / r.cost.wall), '8.0f')} "
+            f"{_fmt(result.median(lambda r: r.passes), '6g')} "
+            f"{_fmt(result.median(lambda r: r.cost.polls), '6g')} "
+            f"{_fmt(result.median(lambda r: r.per_item_ms(r.cost.cpu)), '11.3f')} "
+            f"{_fmt(result.median(lambda r: r.per_item_ms(r.cost.workers)), '15.3f')} "
+            f"{_fmt(result.median(lambda r: r.per_item_ms(r.cost.total)), '13.3f')} "
+            f"{_fmt(result.median(lambda r: r.overflows / max(1, r.feeds)), '14.2f')} "
+            f"{_fmt(result.median(lambda r: r.cost.wall), '8.2f')} "
+            f"{result.peak_rss:11.1f} {_fmt(result.rss, '7.1f')}"
+        )
+    print(
+        "items/s: entries stored per second of wall clock, all passes of a round; passes: polls of\n"
+        "the overflow feeds until none had entries waiting; polls: feed polls in those passes; ms/item:\n"
+        "CPU per stored entry (this process, its workers, both); overflows/feed: feeds.overflows gained"
+    )
 
 
 # ---- profiles ------------------------------------------------------------------------------
@@ -588,13 +815,15 @@ def write_config(folder: Path, server: FeedServer, args: argparse.Namespace) -> 
 
 async def run(
     args: argparse.Namespace, server: FeedServer, config_path: Path
-) -> tuple[list[PhaseResult], list[str]]:
+) -> tuple[list[PhaseResult], list[OverflowResult], int, list[str]]:
     """Warm up, then each phase: --rounds measured polls, then one profiled poll if asked."""
     t0 = time.perf_counter()
     rt = Runtime(load_config(config_path))
     print(f"config loaded and runtime built in {time.perf_counter() - t0:.2f} s", flush=True)
     problems: list[str] = []
     results: list[PhaseResult] = []
+    overflow: list[OverflowResult] = []
+    max_entries = rt.ctx.polling.max_entries
     try:
         server.set_phase("304")  # a client without validators gets 200s
         warm = await measure(rt, server)
@@ -607,6 +836,9 @@ async def run(
         problems += filter(None, [unexpected("warm-up", warm.summary, args.feeds)])
         for phase in args.phases:
             server.set_phase(phase)
+            if phase == "overflow":
+                overflow.append(await run_overflow(args, rt, server, max_entries, problems))
+                continue
             rounds = []
             for n in range(args.rounds):
                 r = await measure(rt, server)
@@ -626,7 +858,35 @@ async def run(
                 print_profile(profiler, phase, r.polls, args.profile_top, args.profile_out)
     finally:
         await rt.aclose()
-    return results, problems
+    return results, overflow, max_entries, problems
+
+
+async def run_overflow(
+    args: argparse.Namespace, rt: Runtime, server: FeedServer, max_entries: int, problems: list[str]
+) -> OverflowResult:
+    urls = {server.url(i) for i in range(args.overflow_feeds)}
+    max_passes = 3 * math.ceil(args.overflow_items / max_entries) + 5  # then it gives up: a WARNING
+    rounds = []
+    for n in range(args.rounds):
+        r = await measure_overflow(rt, server, urls, max_passes)
+        rounds.append(r)
+        problems += overflow_unexpected(r, args.overflow_items, max_entries)
+        print(
+            f"  overflow round {n + 1}: {r.stored} entries stored in {r.passes} passes ({r.cost.polls} polls, "
+            f"{r.cost.wall:.1f} s), {r.stored / r.cost.wall:.0f} items/s, CPU "
+            f"{_fmt(r.per_item_ms(r.cost.cpu), '.3f')} ms/item, workers "
+            f"{_fmt(r.per_item_ms(r.cost.workers), '.3f')} ms/item, {r.overflows} overflows "
+            f"counted, {r.logged} feed_overflow logged"
+            + (f", {r.waiting} entries still waiting" if r.waiting else ""),
+            flush=True,
+        )
+    result = OverflowResult(rounds, peak_rss_mb(), rss_now_mb())
+    if "overflow" in args.profile:
+        profiler = cProfile.Profile()
+        r = await measure_overflow(rt, server, urls, max_passes, profiler)
+        problems += overflow_unexpected(r, args.overflow_items, max_entries)
+        print_profile(profiler, "overflow", r.cost.polls, args.profile_top, args.profile_out)
+    return result
 
 
 def _phase(value: str) -> str:
@@ -641,10 +901,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="bench/poll.py",
         description=(
             "Measure polls/s, CPU ms per poll and RSS of Runtime.poll_feeds against a local "
-            "feed server (127.0.0.1, separate process) in three phases: 304 (validators "
+            "feed server (127.0.0.1, separate process) in four phases: 304 (validators "
             "honoured), unchanged (same bytes, parse skipped by body hash), changed (new "
-            "20-item RSS body every poll: parse + store + match). Goal: an unchanged poll "
-            f"costs <= {GOAL_MS:g} ms CPU."
+            "20-item RSS body every poll: parse + store + match), overflow (feeds growing by "
+            "300 items between polls, drained max_entries per poll: items/s, passes, CPU "
+            f"ms per item, overflows detected). Goal: an unchanged poll costs <= {GOAL_MS:g} ms CPU."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -665,7 +926,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=_phase,
         nargs="+",
         default=list(PHASES),
-        help=f"phases to run, in this order ({', '.join(PHASES)}; or 1 2 3)",
+        help=f"phases to run, in this order ({', '.join(PHASES)}; or 1 2 3 4)",
     )
     p.add_argument(
         "--profile",
@@ -681,6 +942,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--items", type=int, default=20, help="items per feed document")
     p.add_argument(
         "--new-items", type=int, default=None, help="new items per changed poll; None: all of --items"
+    )
+    p.add_argument(
+        "--overflow-feeds",
+        type=int,
+        default=100,
+        help="overflow phase: feeds that grow (the first N; at most --feeds)",
+    )
+    p.add_argument(
+        "--overflow-items",
+        type=int,
+        default=300,
+        help="overflow phase: items each feed gains between polls, all shown by its document",
     )
     p.add_argument("--gzip", action="store_true", help="serve gzip-encoded feed bodies")
     p.add_argument(
@@ -701,26 +974,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--feeds, --rounds, --concurrency, --per-host, --ports and --items must be >= 1")
     if not 1 <= args.new_items <= args.items:
         p.error("--new-items must be between 1 and --items")
+    if min(args.overflow_feeds, args.overflow_items) < 1:
+        p.error("--overflow-feeds and --overflow-items must be >= 1")
+    args.overflow_feeds = min(args.overflow_feeds, args.feeds)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    server = FeedServer(args.ports, args.items, args.new_items, args.gzip)
+    logging.getLogger("watchdesk").addHandler(LOG_TALLY)
+    overflow_feeds = args.overflow_feeds if "overflow" in args.phases else 0
+    server = FeedServer(
+        args.ports, args.items, args.new_items, args.gzip, overflow_feeds, args.overflow_items
+    )
     try:
         size = len(server.site.document(0, 0))
+        if overflow_feeds:
+            wide = len(server.site.document(0, 0, 1, wide=True))
+            size_note = f", an overflow document ({args.overflow_items} items) {wide / 1024:.1f} KB"
+        else:
+            size_note = ""
         print(
             f"watchdesk {watchdesk.__version__} from {Path(watchdesk.__file__).parent}; python "
             f"{sys.version.split()[0]}, {os.cpu_count()} CPUs; feed server pid {server.process.pid} on "
-            f"{', '.join(server.base_urls)}; a feed document is {size / 1024:.1f} KB",
+            f"{', '.join(server.base_urls)}; a feed document is {size / 1024:.1f} KB{size_note}",
             flush=True,
         )
         with tempfile.TemporaryDirectory(prefix="watchdesk-bench-") as tmp:
             config_path = write_config(Path(tmp), server, args)
-            results, problems = asyncio.run(run(args, server, config_path))
+            results, overflow, max_entries, problems = asyncio.run(run(args, server, config_path))
     finally:
         server.stop()
     print_table(results, args)
+    print_overflow_table(overflow, args, max_entries)
+    quiet = {event: n for event, n in LOG_TALLY.counts.items() if event in _LogTally.QUIET}
+    if quiet:
+        said = ", ".join(f"{event} {n}" for event, n in sorted(quiet.items()))
+        print(f"watchdesk warnings counted, not printed (warm-up and every phase): {said}")
     for problem in problems:
         print(f"WARNING: {problem}", file=sys.stderr)
     return 1 if problems else 0
