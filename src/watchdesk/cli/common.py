@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import click
 
 from ..config import Config, find_config, load_config, parse_duration
-from ..errors import ConfigError
+from ..errors import ConfigError, Problem
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -22,9 +23,16 @@ def setup_logging(level: str) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def warning(problem: Problem) -> str:
+    """A warning as `file:line: warning: message` (an error is `file:line: message`)."""
+    return str(replace(problem, message=f"warning: {problem.message}"))
+
+
 def load(ctx: click.Context, *, check_secrets: bool = True, tool: bool = False) -> Config:
-    """The config, or exit 2 listing its problems. A hand-run `tool` goes on without the
-    watchlist files that have problems, and says which it left out."""
+    """The config, or exit 2 listing its problems; its warnings go to stderr too (they do
+    not stop anything). A hand-run `tool` goes on without the watchlist files that have
+    problems, and says which it left out; it does not repeat the config's warnings (no
+    feeds, an ignored file...), which are about the daemon: `check` and `run` show them."""
     try:
         config = load_config(
             find_config(ctx.obj["config"]), check_secrets=check_secrets, broken_watchlists_ok=tool
@@ -34,7 +42,9 @@ def load(ctx: click.Context, *, check_secrets: bool = True, tool: bool = False) 
             click.echo(str(problem), err=True)
         ctx.exit(2)
     for problem in config.watchlist_problems:
-        click.echo(f"warning: {problem} (watchlist left out)", err=True)
+        click.echo(warning(replace(problem, message=f"{problem.message} (watchlist left out)")), err=True)
+    for problem in () if tool else config.warnings:
+        click.echo(warning(problem), err=True)
     setup_logging(ctx.obj["log_level"] or config.log_level)
     return config
 

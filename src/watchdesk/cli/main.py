@@ -93,20 +93,6 @@ def poll(ctx: click.Context, once: bool) -> None:
 
 
 @main.command()
-@click.pass_context
-def check(ctx: click.Context) -> None:
-    """Validate the config and every watchlist; exit 2 on any problem."""
-    config = load(ctx)
-    click.echo(f"{config.path}: ok")
-    click.echo(f"  database   {config.database}")
-    click.echo(f"  feeds      {len(config.feeds)}")
-    click.echo(f"  watchlists {len(config.watchlists)} in {config.watchlists_dir}")
-    for w in config.watchlists:
-        click.echo(f"    {w.name}: {len(w.match)} queries, notify {', '.join(w.notify)}, {w.delivery}")
-    click.echo(f"  channels   {', '.join(f'{n} ({c.type})' for n, c in config.channels.items())}")
-
-
-@main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per feed (times ISO 8601 UTC).")
 @click.pass_context
 def feeds(ctx: click.Context, as_json: bool) -> None:

@@ -66,6 +66,9 @@ def extract(ctx: click.Context, source: str, as_json: bool) -> None:
 @click.pass_context
 def notify_test(ctx: click.Context, channel: str) -> None:
     """Send a clearly marked test alert through CHANNEL and report the result."""
+    import contextlib
+
+    from ..config.secrets import Redactor, SecretError, is_reference, resolve
     from ..models import Alert
     from ..notify import ChannelNotAvailable, build_channel
 
@@ -89,6 +92,16 @@ def notify_test(ctx: click.Context, channel: str) -> None:
         test=True,
     )
 
+    # The channel scrubs what it returns; this shows nothing of its secrets either way
+    # (every resolved secret reference, and any URL in its options, in every form).
+    scrub, whole = Redactor(), config.channels[channel].type == "apprise"  # its URLs: secret throughout
+    for value in config.channels[channel].options.values():
+        if isinstance(value, str) and is_reference(value):
+            with contextlib.suppress(SecretError):  # build_channel says which one, below
+                scrub.add_url(resolve(value), whole=whole)
+        elif isinstance(value, str) and "://" in value:
+            scrub.add_url(value)
+
     async def send() -> tuple[bool, str]:
         try:
             target = build_channel(config.channels[channel])
@@ -96,6 +109,8 @@ def notify_test(ctx: click.Context, channel: str) -> None:
             return False, str(e)
         try:
             result = await target.send(alert, key=f"test:{channel}:{now.timestamp():.0f}")
+        except Exception as e:  # a channel's bug: say what, without a traceback of its secrets
+            return False, f"{type(e).__name__}: {e}"
         finally:
             await target.aclose()
         kind = " (permanent: retrying will not help)" if result.permanent else ""
@@ -103,7 +118,7 @@ def notify_test(ctx: click.Context, channel: str) -> None:
 
     ok, message = asyncio.run(send())
     if not ok:
-        click.echo(f"{channel}: failed: {one_line(message)}", err=True)
+        click.echo(f"{channel}: failed: {one_line(scrub(message))}", err=True)
         ctx.exit(1)
     click.echo(f"{channel}: test alert sent")
 
@@ -320,4 +335,33 @@ def search(ctx: click.Context, query: str, since: str | None, limit: int, as_jso
         ctx.exit(1)
 
 
-COMMANDS = (extract, notify_test, try_, rematch, search)
+@click.command()
+@click.option(
+    "--no-secrets",
+    is_flag=True,
+    help="Do not resolve secret references (only check how they are written): a check run "
+    "by someone who cannot read them.",
+)
+@click.pass_context
+def check(ctx: click.Context, no_secrets: bool) -> None:
+    """Validate the config and every watchlist.
+
+    Each problem is printed as `file:line: message` and makes the exit status 2; a
+    warning (`file:line: warning: message`: no feeds, no watchlist in force, a file in
+    the watchlists folder that is not read) does not: exit 0. A secret reference that
+    does not resolve is a problem, unless --no-secrets.
+    """
+    config = load(ctx, check_secrets=not no_secrets)
+    n = len(config.warnings)
+    click.echo(f"{config.path}: ok" + (f" ({n} warning{'' if n == 1 else 's'})" if n else ""))
+    click.echo(f"  database   {config.database}")
+    click.echo(f"  feeds      {len(config.feeds)}")
+    click.echo(f"  watchlists {len(config.watchlists)} in {config.watchlists_dir}")
+    for w in config.watchlists:
+        click.echo(f"    {w.name}: {len(w.match)} queries, notify {', '.join(w.notify)}, {w.delivery}")
+    click.echo(f"  channels   {', '.join(f'{n} ({c.type})' for n, c in config.channels.items())}")
+    if no_secrets:
+        click.echo("  secrets    not resolved (--no-secrets)")
+
+
+COMMANDS = (extract, notify_test, try_, rematch, search, check)

@@ -1,7 +1,9 @@
 """The main config file (watchdesk.toml) -> frozen dataclasses.
 
 Every problem is collected, not just the first, each as `file:line: message`;
-`load_config` raises ConfigError listing them all. Secrets are only ever references
+`load_config` raises ConfigError listing them all. What is not wrong but likely not what
+the user meant (no feeds, no watchlist in force, a file in the watchlists folder that is
+not read) is a warning, kept in `Config.warnings`. Secrets are only ever references
 (`env:NAME`, `credential:NAME`); they are resolved by `secrets.resolve` when used.
 """
 
@@ -21,6 +23,7 @@ from .tomlcheck import (
     Collector,
     _bool,
     _cidr_list,
+    _email_address,
     _int,
     _nonempty_str,
     _one_of,
@@ -36,7 +39,7 @@ from .tomlcheck import (
     parse_size,
     read_toml,
 )
-from .watchlists import WATCHLIST_KEYS, load_watchlists
+from .watchlists import WATCHLIST_KEYS, folder_warnings, load_watchlists
 
 __all__ = [
     "CHANNEL_COMMON",
@@ -110,8 +113,8 @@ CHANNEL_TYPES: dict[str, dict[str, Check]] = {
     "console": {},
     "email": {
         "smtp": _url("smtp", "smtps"),
-        "from": _nonempty_str,
-        "to": _str_list,
+        "from": _email_address,
+        "to": _str_list,  # each element an address: checked in _load_channels, at its line
         "username": _nonempty_str,
         "password": _secret,
         "tls": _one_of("starttls", "implicit", "none"),
@@ -199,6 +202,7 @@ class Config:
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
     watchlists: tuple[Watchlist, ...] = ()
     watchlist_problems: tuple[Problem, ...] = ()  # only with load_config(broken_watchlists_ok=True)
+    warnings: tuple[Problem, ...] = ()  # nothing wrong, but likely not what was meant
 
 
 # ---- loading --------------------------------------------------------------------------
@@ -222,6 +226,9 @@ def find_config(explicit: str | None) -> Path:
 def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok: bool = False) -> Config:
     """Read the main file and every watchlist; raise ConfigError listing every problem.
 
+    `check_secrets` resolves every secret reference now, and one that does not resolve is a
+    problem (`watchdesk check`); without it only their form is checked (the daemon starts
+    anyway, and a channel whose secret does not resolve waits: see runtime.py).
     With `broken_watchlists_ok` (the hand-run tools), a watchlist file with problems is left
     out and its problems kept in `Config.watchlist_problems` instead: one broken file must
     not stop `try` from helping to fix it, nor `search` from working."""
@@ -260,6 +267,13 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
     problems = c.problems + ([] if broken_watchlists_ok else wl_problems)
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
+    warnings: list[Problem] = []
+    if not feeds:
+        warnings.append(Problem(str(path), None, "no [[feed]] tables: nothing is polled"))
+    elif not any(f.enabled for f in feeds):
+        line = c.line("feed", 0)
+        warnings.append(Problem(str(path), line, "every feed has enabled = false: nothing is polled"))
+    warnings += folder_warnings(watch_dir, len(watchlists), bool(wl_problems))
     return Config(
         path=path,
         database=base / top.get("database", "watchdesk.db"),
@@ -273,6 +287,7 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         channels=channels,
         watchlists=tuple(watchlists),
         watchlist_problems=tuple(wl_problems) if broken_watchlists_ok else (),
+        warnings=tuple(warnings),
     )
 
 
@@ -333,6 +348,14 @@ def _load_channels(c: Collector, raw: Any, check_secrets: bool) -> dict[str, Cha
         for key in CHANNEL_REQUIRED.get(ctype, ()):
             if key not in table:
                 c.add(path, f"channel {name!r} (type {ctype}) needs {key!r}")
+        if ctype == "email" and "to" in values:
+            if not values["to"]:
+                c.add((*path, "to"), f"channel.{name}.to: list at least one recipient")
+            for i, address in enumerate(values["to"]):
+                try:
+                    _email_address(address)
+                except ValueError as e:
+                    c.add((*path, "to", i), f"channel.{name}.to: {e}")
         if ctype == "email" and values.get("tls") == "none":
             host = urlsplit(values.get("smtp", "")).hostname
             if host not in ("localhost", "127.0.0.1", "::1"):

@@ -10,6 +10,8 @@ import ipaddress
 import re
 import tomllib
 from collections.abc import Callable
+from email.headerregistry import AddressHeader, HeaderRegistry
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit  # noqa: F401  (re-exported for config)
@@ -142,6 +144,48 @@ def _secret(v: Any) -> str:
             "(a file in $CREDENTIALS_DIRECTORY)"
         )
     return ref
+
+
+_HEADERS = HeaderRegistry()
+
+
+def _email_address(v: Any) -> str:
+    """One email address, bare or with a display name: `desk@example.org`,
+    `Metro Desk <desk@example.org>`, `"Desk, Metro" <desk@example.org>` (what the email
+    channel takes; non-ASCII names too). Parsed as an address header by the standard
+    library, and as the channel reads it (email.utils.parseaddr): both must agree."""
+    text = _str(v)
+    problem = _address_problem(text)
+    if problem:
+        raise ValueError(
+            f"{text!r} is not an email address: {problem} "
+            "(write e.g. 'desk@example.org' or 'Metro Desk <desk@example.org>')"
+        )
+    return text
+
+
+def _address_problem(text: str) -> str | None:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return "it holds a control character"
+    try:
+        header = _HEADERS("to", text)
+    except Exception:  # the parser has bugs on some malformed input (e.g. 'a@': IndexError)
+        return "it does not parse as an address"
+    if not isinstance(header, AddressHeader):  # what "to" always gives; for mypy
+        return "it does not parse as an address"
+    if any(group.display_name is not None for group in header.groups):
+        return "a group ('name: ...;') is not one address"
+    mailboxes = header.addresses
+    if len(mailboxes) > 1:
+        return f"it holds {len(mailboxes)} addresses; write one per string"
+    if not mailboxes or not mailboxes[0].username or not mailboxes[0].domain:
+        return "it has no user@domain"
+    if header.defects:
+        return str(header.defects[0])
+    spec = mailboxes[0].addr_spec
+    if parseaddr(text)[1] != spec or any(c.isspace() for c in spec):
+        return "it does not read as one plain user@domain"
+    return None
 
 
 def _url(*schemes: str) -> Check:

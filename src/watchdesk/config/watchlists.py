@@ -53,6 +53,40 @@ def load_watchlists(
     return watchlists, problems
 
 
+def folder_warnings(folder: Path, loaded: int, problems: bool) -> list[Problem]:
+    """What a user should know about the watchlists folder, though nothing is wrong:
+    each entry in it that is not read (any name but `*.toml`, and folders: a file
+    `opioids.TOML` or `opioids.toml.bak` silently does nothing otherwise), and that no
+    watchlist is in force (`loaded` were read and enabled; none when `problems`).
+
+    Hidden entries (`.git`, vim's `.opioids.toml.swp`, emacs' `.#opioids.toml`) and
+    editor backups (`opioids.toml~`, `#opioids.toml#`) are passed over in silence."""
+    if not folder.is_dir():
+        return []
+    read = set(folder.glob("*.toml"))
+    warnings: list[Problem] = []
+    for entry in sorted(folder.iterdir()):
+        name = entry.name
+        if entry in read or name.startswith(".") or name.endswith("~") or name[:1] == name[-1:] == "#":
+            continue
+        if entry.is_dir():
+            message = (
+                f"ignored: a folder (watchlists are read from {folder.name}/ itself, not from folders in it)"
+            )
+        elif name.lower().endswith(".toml"):
+            message = f"ignored: only names ending in .toml (lower case) are watchlists; rename it {entry.stem}.toml"
+        else:
+            message = "ignored: only files named *.toml in the watchlists folder are watchlists"
+        warnings.append(Problem(str(entry), None, message))
+    if not loaded and not problems:
+        if read:
+            message = "every watchlist here has enabled = false: nothing is matched or alerted"
+        else:
+            message = "no watchlist files (*.toml) in the watchlists folder: nothing is matched or alerted"
+        warnings.append(Problem(str(folder), None, message))
+    return warnings
+
+
 def feed_scopes(feeds: Iterable[FeedLike]) -> set[str]:
     """What a watchlist's `feeds` may name: feed names and tags."""
     return {scope for f in feeds for scope in (f.name, *f.tags)}

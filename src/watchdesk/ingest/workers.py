@@ -3,14 +3,29 @@
 Work runs off the event loop. A task that passes its deadline gets the pool's
 processes killed and a fresh pool started: a pathological input costs a worker,
 never the daemon. Each worker may also run with an address-space limit.
+
+Workers end with the daemon, however it ends (SIGKILL included), so a killed daemon
+never leaves processes behind. A forkserver worker's parent is the forkserver, not the
+daemon, and the forkserver stays up while any process holds its "alive" pipe, which every
+worker inherits: so each worker gives its copy back, and the forkserver exits as soon as
+the daemon is gone. Then the kernel kills each worker with its parent (PR_SET_PDEATHSIG,
+Linux). A thread in each worker also waits on multiprocessing's sentinel of the daemon
+itself and exits the worker when it is gone: for a daemon that died before the worker
+was set up, and where PR_SET_PDEATHSIG does not exist.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import resource
+import signal
+import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -22,6 +37,60 @@ T = TypeVar("T")
 
 class WorkerFailed(Exception):
     """The task passed its deadline or its worker died (e.g. over its memory limit)."""
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _init_worker(max_bytes: int | None) -> None:
+    """The initializer of every worker: end with the daemon, then limit memory."""
+    _die_with_parent()
+    _release_forkserver()
+    _watch_daemon()
+    _limit_memory(max_bytes)
+
+
+def _die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux; else nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _release_forkserver() -> None:
+    """Close this worker's copy of the write end of the forkserver's "alive" pipe.
+
+    Every process the forkserver forks inherits it (so that it could use the forkserver in
+    turn), and the forkserver only exits when no process holds it any more: with the
+    workers holding it, a killed daemon left the forkserver, and so the workers (its
+    children) running. A worker never starts processes, so it lets go of it."""
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if isinstance(fd, int):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        setattr(server, "_forkserver_alive_fd", None)  # noqa: B010  (not in typeshed)
+
+
+def _watch_daemon() -> None:
+    """Exit this worker once the process that started it (the daemon) is gone.
+
+    multiprocessing hands every child a sentinel of its parent process: a pipe whose write
+    end only that process holds, so it reads as ready the moment it dies, SIGKILL
+    included. For a forkserver worker this is the daemon, not the forkserver."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the sentinel is ready: the daemon is gone
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watchdesk-daemon-watch", daemon=True).start()
 
 
 def _limit_memory(max_bytes: int | None) -> None:
@@ -41,7 +110,7 @@ class CpuPool:
             self._pool = ProcessPoolExecutor(
                 max_workers=self._workers,
                 mp_context=multiprocessing.get_context("forkserver"),
-                initializer=_limit_memory,
+                initializer=_init_worker,
                 initargs=(self._memory_limit,),
             )
         return self._pool
