@@ -8,9 +8,13 @@ inline in the config is refused by `check` without being repeated."""
 
 from __future__ import annotations
 
+import base64
+import gc
 import hashlib
 import hmac
+import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -24,12 +28,16 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import write_config
 from server import LocalServer, Reply, Request
 from smtp_fixture import free_port, smtp_server
+
+from watchdesk.config.secrets import REDACTED, Redactor, scrub_logs, url_secrets
+from watchdesk.notify.email import login_redactor, smtp_failure
 
 # Plain AUTH is what the test needs: the relay is on loopback (the channel's tls = "none").
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -413,3 +421,101 @@ def test_inline_secrets_are_refused_without_being_repeated(tmp_path: Path) -> No
             assert f"{config}:{line}:" in output and "never written inline" in output, output
             assert value not in output, f"{command} repeated the inline {key}"
             assert value.rsplit("/", 1)[-1] not in output
+
+
+# ---- the Redactor: every form, short secrets, cut text, URLs, logs --------------------------
+
+SECRET = "Zq7 Lm2/Vx+9Rt:4Kp"
+
+
+def test_a_redactor_replaces_every_encoding_of_a_secret() -> None:
+    """Proves the secret is replaced plain, percent-encoded (either case of hex, `+` for
+    a space), JSON-escaped, as Python's bytes repr writes it, and in base64 at each of the
+    three alignments it can have inside a longer stream, the whole base64 run going."""
+    scrub = Redactor(SECRET)
+    forms = [
+        SECRET,
+        quote(SECRET, safe=""),
+        re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), quote(SECRET, safe="")),  # lower-case hex
+        quote_plus(SECRET),
+        repr(SECRET.encode())[2:-1],
+    ]
+    for prefix in (b"", b"u", b"us", b"\0user\0"):
+        forms.append(base64.b64encode(prefix + SECRET.encode()).decode())
+        forms.append(base64.urlsafe_b64encode(prefix + SECRET.encode() + b"tail").decode())
+    for form in forms:
+        assert scrub(f"said: <{form}> ok") == f"said: <{REDACTED}> ok", form
+
+
+def test_a_short_secret_does_not_turn_every_message_into_markers() -> None:
+    """Proves a 1-3 character password is not replaced on its own (MIN_SECRET_CHARS), and
+    is still replaced inside the AUTH PLAIN token, AUTH LOGIN's user line and `user:pw`."""
+    text = "a 2 on ab: the server said 'no' to ab"
+    assert Redactor("ab", "a", "on")(text) == text
+    scrub = login_redactor("desk", "ab")
+    plain_token = base64.b64encode(b"\0desk\0ab").decode()
+    login_line = base64.b64encode(b"desk").decode()
+    assert scrub(f"535 AUTH PLAIN {plain_token} refused") == f"535 AUTH PLAIN {REDACTED} refused"
+    assert scrub(f"535 AUTH LOGIN {login_line} refused") == f"535 AUTH LOGIN {REDACTED} refused"
+    assert scrub("bad desk:ab") == f"bad {REDACTED}"
+    assert scrub("535 refused for desk, try again") == "535 refused for desk, try again"  # the name stays
+
+
+def test_a_cut_text_loses_the_start_of_a_secret_at_its_end() -> None:
+    """Proves `cut=True` replaces an end of text that starts a secret (in any form, and in
+    base64 the whole run it ends), and that an uncut text is left alone."""
+    scrub = Redactor(SECRET)
+    assert scrub("POST /hook/Zq7 Lm", cut=True) == f"POST /hook/{REDACTED}"
+    assert scrub("POST /hook/Zq7%20Lm2%2", cut=True) == f"POST /hook/{REDACTED}"
+    token = base64.b64encode(b"\0user\0" + SECRET.encode()).decode()
+    assert scrub(f"AUTH PLAIN {token[:16]}", cut=True) == f"AUTH PLAIN {REDACTED}"
+    assert scrub("POST /hook/Zq7 Lm") == "POST /hook/Zq7 Lm"
+    assert scrub("nothing secret here", cut=True) == "nothing secret here"
+
+
+def test_url_secrets_of_an_http_url_and_of_an_apprise_url() -> None:
+    """Proves an http(s) URL gives its path and query pieces and its userinfo (decoded,
+    and as Basic auth joins it) but not its host, and that a URL secret through and
+    through (`whole`, as Apprise's) also gives its host and user, but not an IP address."""
+    found = url_secrets(
+        "https://ops:s%3Acret%20pw@hooks.example.org/services/T0/B0/tokenValue1?key=queryValue2"
+    )
+    assert {"tokenValue1", "queryValue2", "s:cret pw", "ops:s:cret pw"} <= set(found)
+    assert "hooks.example.org" not in found
+    whole = set(url_secrets("tgram://123456789:AAHdefGHIjklMNO/987654321", whole=True))
+    assert {"123456789:AAHdefGHIjklMNO", "AAHdefGHIjklMNO", "987654321"} <= whole
+    assert set(url_secrets("pover://userKey12345@appToken67890", whole=True)) >= {
+        "userKey12345",
+        "appToken67890",
+    }
+    assert not any(s == "127.0.0.1" for s in url_secrets("json://127.0.0.1:8080/hookToken99", whole=True))
+
+
+def test_scrub_logs_redacts_records_while_the_redactor_lives(caplog: pytest.LogCaptureFixture) -> None:
+    """Proves a record of a scrubbed logger (and of one below it) is redacted, its
+    arguments and its traceback too, and that records are left alone once the Redactor
+    (its channel) is gone."""
+    scrub = Redactor(SECRET)
+    logger = logging.getLogger("wd_test_library.sub")
+    scrub_logs(scrub, "wd_test_library")
+    caplog.set_level(logging.DEBUG)
+    logger.warning("posting to %s", f"/hook/{SECRET}")
+    try:
+        raise ValueError(f"cannot post to {quote(SECRET, safe='')}")
+    except ValueError:
+        logger.exception("failed")
+    assert SECRET not in caplog.text and quote(SECRET, safe="") not in caplog.text
+    assert f"posting to /hook/{REDACTED}" in caplog.text and "ValueError: cannot post to" in caplog.text
+    del scrub
+    gc.collect()
+    caplog.clear()
+    logger.warning("posting to %s", SECRET)
+    assert SECRET in caplog.text
+
+
+def test_an_smtp_error_quoting_a_password_character_does_not_show_it() -> None:
+    """Proves a password smtplib cannot encode (its error quotes the character) gives a
+    message without it."""
+    error = UnicodeEncodeError("ascii", "pässwort", 1, 2, "ordinal not in range(128)")
+    result = smtp_failure(error)
+    assert "ä" not in result.message and "\\xe4" not in result.message and not result.ok

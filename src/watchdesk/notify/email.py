@@ -15,11 +15,19 @@ smtplib in a worker thread; one connection per message.
 | connection refused or lost, timeout, TLS error | transient                   |
 
 Headers and body: see email_message.py.
+
+Secrets: every message returned (and so stored and shown) is scrubbed of the password in
+every form (config.secrets.Redactor), of the AUTH PLAIN token (base64 of
+`\\0user\\0password`), of AUTH LOGIN's base64 lines, and of the AUTH CRAM-MD5 answer sent
+in this session (it depends on the server's challenge, so the session records it). What
+the server said is scrubbed before it is cut to be shown: a server repeating the AUTH
+line back, whole or in part, shows none of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import logging
 import smtplib
@@ -30,9 +38,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
 from email.utils import parseaddr
+from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import ChannelConfig, redact, resolve
+from ..config import ChannelConfig, resolve
+from ..config.secrets import Redactor, scrubbed
 from ..models import Alert, DeliveryResult, Digest
 from .email_message import alert_message, digest_message
 from .sanitize import one_line
@@ -96,20 +106,22 @@ def bare_address(address: str) -> str:
     return addr
 
 
-def smtp_failure(error: BaseException) -> DeliveryResult:
-    """What an smtplib or socket error means for the outbox (see the table above)."""
+def smtp_failure(error: BaseException, scrub: Callable[[str], str] | None = None) -> DeliveryResult:
+    """What an smtplib or socket error means for the outbox (see the table above). The
+    server's text and the error's are passed through `scrub` before they are cut."""
+    scrub = scrub or (lambda text: text)
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         replies = list(error.recipients.values())
         code, text = replies[0] if replies else (0, b"")
         transient = any(400 <= c < 500 for c, _ in replies)
         return DeliveryResult(
             False,
-            f"SMTP {code}: {_reply_text(text)} (every recipient was refused)",
+            f"SMTP {code}: {_reply_text(text, scrub)} (every recipient was refused)",
             permanent=not transient,
         )
     if isinstance(error, smtplib.SMTPResponseException):
         code = error.smtp_code
-        message = f"SMTP {code}: {_reply_text(error.smtp_error)}"
+        message = f"SMTP {code}: {_reply_text(error.smtp_error, scrub)}"
         if isinstance(error, smtplib.SMTPAuthenticationError):
             message += " (login refused: check username and password)"
         return DeliveryResult(False, message, permanent=500 <= code < 600)
@@ -118,20 +130,44 @@ def smtp_failure(error: BaseException) -> DeliveryResult:
             False, "the SMTP server does not offer STARTTLS; not sending in clear", permanent=True
         )
     if isinstance(error, smtplib.SMTPNotSupportedError):
-        return DeliveryResult(False, f"the SMTP server does not support this: {error}", permanent=True)
+        return DeliveryResult(
+            False, f"the SMTP server does not support this: {_reply_text(str(error), scrub)}", permanent=True
+        )
     if isinstance(error, TimeoutError):
         return DeliveryResult(False, "SMTP server did not answer in time")
     if isinstance(error, ssl.SSLError):
-        return DeliveryResult(False, f"TLS with the SMTP server failed: {error}")
+        return DeliveryResult(False, f"TLS with the SMTP server failed: {_reply_text(str(error), scrub)}")
     if isinstance(error, OSError):
-        return DeliveryResult(False, f"cannot reach the SMTP server: {error.strerror or error}")
-    return DeliveryResult(False, f"SMTP failed: {type(error).__name__}: {error}")
+        said = _reply_text(error.strerror or str(error), scrub)
+        return DeliveryResult(False, f"cannot reach the SMTP server: {said}")
+    if isinstance(error, UnicodeError):  # its text quotes the character, maybe one of the password
+        return DeliveryResult(
+            False, f"SMTP failed: {type(error).__name__}: a login, password or address SMTP cannot carry"
+        )
+    return DeliveryResult(False, f"SMTP failed: {type(error).__name__}: {_reply_text(str(error), scrub)}")
 
 
-def _reply_text(text: bytes | str) -> str:
+def _reply_text(text: bytes | str, scrub: Callable[[str], str] = lambda text: text) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    return one_line(text)[:300]
+    return one_line(scrub(text))[:300]
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib.SMTP that keeps the AUTH CRAM-MD5 answers it sends in `sent` (the answer
+    depends on the server's challenge: only the session knows it), to be scrubbed."""
+
+    sent: list[str]
+
+    def auth_cram_md5(self, challenge: Any = None) -> Any:  # Any: typeshed overloads it
+        answer = super().auth_cram_md5(challenge)
+        if answer:  # None when asked for an initial response (CRAM-MD5 has none)
+            self.sent.append(answer)
+        return answer
+
+
+class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):  # noqa: N801  (as smtplib names it)
+    pass
 
 
 class EmailChannel:
@@ -158,6 +194,8 @@ class EmailChannel:
         self._envelope_to = [bare_address(r) for r in recipients]
         self._username = username or (self._envelope_from if password else None)
         self._password = password
+        self._scrub = login_redactor(self._username, password)
+        self._auth_sent: list[str] = []  # the CRAM-MD5 answers of the last login (see _SMTP)
         self._timeout = timeout
         self._tls_context = tls_context
         self._session: smtplib.SMTP | None = None  # kept open between messages of a drain
@@ -202,11 +240,10 @@ class EmailChannel:
         try:
             refused = await asyncio.to_thread(self._transmit, message)
         except (smtplib.SMTPException, OSError, UnicodeError) as e:
-            result = smtp_failure(e)
-            secrets = (self._password,) if self._password else ()
-            return DeliveryResult(
-                result.ok, redact(result.message, *secrets), result.permanent, result.retry_after
+            scrub = self._scrub.with_values(
+                *self._auth_sent, *(a.rpartition(" ")[2] for a in self._auth_sent)
             )
+            return scrubbed(smtp_failure(e, scrub), scrub)
         if refused:
             codes = sorted({code for code, _ in refused.values()})
             log.warning(
@@ -229,9 +266,10 @@ class EmailChannel:
         server = self.server
         smtp: smtplib.SMTP
         if server.tls == "implicit":
-            smtp = smtplib.SMTP_SSL(server.host, server.port, timeout=self._timeout, context=self._context())
+            smtp = _SMTP_SSL(server.host, server.port, timeout=self._timeout, context=self._context())
         else:
-            smtp = smtplib.SMTP(server.host, server.port, timeout=self._timeout)
+            smtp = _SMTP(server.host, server.port, timeout=self._timeout)
+        self._auth_sent = smtp.sent = []
         try:
             smtp.ehlo()
             if server.tls == "starttls":
@@ -275,6 +313,22 @@ class EmailChannel:
         session, self._session = self._session, None
         if session is not None:
             _close(session)
+
+
+def login_redactor(username: str | None, password: str | None) -> Redactor:
+    """What a login sends, to be scrubbed: the password in every form, the AUTH PLAIN
+    token (`\\0user\\0password`, base64), `user:password`, and the base64 of the user name
+    (AUTH LOGIN's first line; the name itself is configuration, not a secret)."""
+    if not password:
+        return Redactor()
+    user = username or ""
+    return Redactor(
+        password,
+        f"\0{user}\0{password}",
+        f"{user}\0{user}\0{password}",
+        f"{user}:{password}",
+        tokens=[base64.b64encode(user.encode()).decode()] if user else [],
+    )
 
 
 def _close(session: smtplib.SMTP) -> None:

@@ -10,7 +10,9 @@ answer means for the outbox.
 | timeout, connection or protocol error     | transient                               |
 | invalid URL or scheme                     | permanent                               |
 
-Messages never contain the URL or any other secret passed as `secrets`.
+Messages never contain the URL or any other secret passed as `secrets` (or `scrub`, a
+config.secrets.Redactor): an answer's text is scrubbed before it is cut to be shown, and
+its end is treated as cut when the answer was read only to MAX_ANSWER_BYTES.
 
 A channel POSTs through an `Endpoint`: one kept-alive connection (asyncio) that speaks
 HTTP/1.1 through h11, the protocol engine httpx itself uses. The httpx client, and even
@@ -28,17 +30,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
 import h11
 import httpx
 
 from .. import __version__
-from ..config import redact
+from ..config.secrets import Redactor
+from ..config.secrets import url_secrets as secret_url_pieces
 from ..models import DeliveryResult
 from ..web import parse_retry_after, tls_context
 from .sanitize import one_line
@@ -57,7 +59,14 @@ class Answer:
 
     @property
     def text(self) -> str:
-        return one_line(self.body.decode("utf-8", "replace"))[:200]
+        return self.said()
+
+    def said(self, scrub: Redactor | None = None) -> str:
+        """The start of the answer on one line, scrubbed (before it is cut) of the secrets."""
+        text = self.body.decode("utf-8", "replace")
+        if scrub is not None:
+            text = scrub(text, cut=len(self.body) >= MAX_ANSWER_BYTES)
+        return one_line(text)[:200]
 
 
 KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept for the next POST (httpx's default)
@@ -306,10 +315,12 @@ class Endpoint:
             await connection.wait_closed()
 
 
-def status_result(answer: Answer, service: str) -> DeliveryResult:
-    """The outcome of an answer by its status alone (see the table above)."""
+def status_result(answer: Answer, service: str, scrub: Redactor | None = None) -> DeliveryResult:
+    """The outcome of an answer by its status alone (see the table above); what the
+    answer said is scrubbed by `scrub`."""
     status = answer.status
-    said = f": {answer.text}" if answer.text else ""
+    text = answer.said(scrub)
+    said = f": {text}" if text else ""
     if 200 <= status < 300:
         return DeliveryResult(True)
     if status in TRANSIENT_STATUSES or status >= 500:
@@ -322,11 +333,15 @@ def status_result(answer: Answer, service: str) -> DeliveryResult:
     return DeliveryResult(False, f"{service} answered HTTP {status}{said}", permanent=True)
 
 
-def failure_result(error: BaseException, service: str, *secrets: str) -> DeliveryResult:
-    """The outcome of a request that got no answer; the text is redacted of `secrets`."""
+def failure_result(
+    error: BaseException, service: str, *secrets: str, scrub: Redactor | None = None
+) -> DeliveryResult:
+    """The outcome of a request that got no answer; the text is redacted of `secrets`
+    (and by `scrub`)."""
     if isinstance(error, TimeoutError | httpx.TimeoutException):
         return DeliveryResult(False, f"{service}: no answer in time ({type(error).__name__})")
-    detail = redact(f"{type(error).__name__}: {error}".rstrip(": "), *secrets)
+    redactor = (scrub or Redactor()).with_values(*secrets)
+    detail = redactor(f"{type(error).__name__}: {error}".rstrip(": "))
     if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
         return DeliveryResult(
             False, f"{service}: the configured URL is not usable ({detail})", permanent=True
@@ -334,21 +349,18 @@ def failure_result(error: BaseException, service: str, *secrets: str) -> Deliver
     return DeliveryResult(False, f"{service}: {detail}")
 
 
-MIN_TOKEN_CHARS = 8  # a path segment or query value this long may be a token
-
-
 def url_secrets(url: str) -> tuple[str, ...]:
-    """The strings to redact for a secret URL: the URL itself and its path and query.
-    Raises ValueError (without the URL) when httpx cannot use it."""
+    """The strings to redact for a secret URL (config.secrets.url_secrets), as given and
+    as httpx sends it (its path and query percent-encoded). Raises ValueError (without
+    the URL) when httpx cannot use it."""
     try:
         parts = httpx.URL(url)
     except httpx.InvalidURL:
         raise ValueError("not a usable URL") from None
-    tail = parts.raw_path.decode("ascii", "replace")
-    pieces = [p for p in re.split(r"[/?&=;]", tail) if len(p) >= MIN_TOKEN_CHARS]
-    if parts.userinfo:  # https://user:password@host/
-        pieces += [p for p in parts.userinfo.decode("ascii", "replace").split(":") if p]
-    found = {url, str(parts), *pieces, *(unquote(p) for p in pieces)}
-    if len(tail) > 1:
-        found.add(tail)
+    found = {*secret_url_pieces(url), *secret_url_pieces(str(parts))}
     return tuple(sorted(found, key=len, reverse=True))  # the whole URL is replaced before its pieces
+
+
+def url_redactor(url: str, *secrets: str) -> Redactor:
+    """A Redactor of a secret URL and `secrets`. Raises ValueError as url_secrets."""
+    return Redactor(*url_secrets(url), *secrets)
