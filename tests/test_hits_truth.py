@@ -133,8 +133,10 @@ def desk(tmp_path: Path, server: LocalServer) -> Iterator[Desk]:
     yield Desk(config, story)
 
 
-def hits(desk: Desk, *args: str) -> str:
-    result = CliRunner().invoke(main, ["--config", str(desk.config), "hits", *args])
+def hits(desk: Desk, *args: str, grouped: bool = False) -> str:
+    """`watchdesk hits`, each copy on its own (--all-copies) unless `grouped`."""
+    extra = [] if grouped else ["--all-copies"]
+    result = CliRunner().invoke(main, ["--config", str(desk.config), "hits", *extra, *args])
     assert result.exit_code == 0, result.output
     return result.stdout
 
@@ -244,3 +246,13 @@ def test_filters(desk: Desk) -> None:
     assert titles("--alerted", "--limit", "1") == [newest_alerted]  # filtered, then limited
     assert newest_alerted != "Chicago agents seize fentanyl"
     assert hits(desk, "--feed", "wire", "--alerted") == ""
+
+
+def test_by_default_a_copy_shows_under_its_story(desk: Desk) -> None:
+    """The Wire copy is not listed again: it is under the hit that alerted."""
+    rows = [json.loads(line) for line in hits(desk, "--json", grouped=True).splitlines()]
+    lead = next(r for r in rows if r["title"] == "Fentanyl bust on the South Side")
+    assert [c["feed"] for c in lead["copies"]] == ["Wire"]
+    assert not any(r["feed"] == "Wire" and r["watchlist"] == "opioids" for r in rows)
+    text = hits(desk, grouped=True)
+    assert "also in: Wire (hit " in text

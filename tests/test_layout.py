@@ -20,6 +20,7 @@ ALLOWED = {
     "matching": BOTTOM | {"config", "language"},
     "store": BOTTOM | {"config", "language"},
     "notify": BOTTOM | {"config"},
+    "stories": BOTTOM | {"config", "language"},
 }
 STAGES = set(ALLOWED)
 

@@ -91,6 +91,7 @@ def test_body_is_the_json_hit(server: LocalServer) -> None:
             "story_key": "a",
             "test": False,
             "kind": "hit",
+            "also_in": [],
         },
     }
 

@@ -163,6 +163,7 @@ class Alert:
     story_key: str = ""  # stable id of the story (threading, digests)
     test: bool = False  # a `notify-test` alert
     kind: str = "hit"  # "hit": a watchlist matched; "health": a feed or a delivery needs attention
+    also_in: tuple[str, ...] = ()  # other outlets that carried the story (filled when it is sent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -30,6 +30,7 @@ from .notify import Channel
 from .schedule import ago
 from .store import feeds as feed_store
 from .store import outbox as outbox_store
+from .store import stories as story_store
 from .web import canonical_url
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,8 @@ class Drainer:
                 continue
             title = rows[0].digest_title or "Digest"
             assert rows[0].digest_at is not None
-            message = Digest(title, tuple(r.alert for r in rows), capped=sum(r.capped for r in rows))
+            alerts = self._with_outlets([r.alert for r in rows])
+            message = Digest(title, tuple(alerts), capped=sum(r.capped for r in rows))
             key = digest_key(channel_name, rows[0].digest_at)
             await self._deliver(channel_name, rows, summary, failed_now, digest=message, key=key)
 
@@ -242,6 +244,19 @@ class Drainer:
                 continue
             await self._deliver(channel, [row], summary, failed_now, key=row.idempotency_key)
 
+    def _with_outlets(self, alerts: list[Alert]) -> list[Alert]:
+        """Each alert with the other outlets that carried its story by now ("also in")."""
+        keyed = [a.story_key for a in alerts if a.kind == "hit" and a.story_key]
+        if not keyed:
+            return alerts
+        outlets = story_store.outlets(self.db, keyed)
+        return [
+            replace(a, also_in=tuple(o for o in outlets.get(a.story_key, ()) if o != a.outlet))
+            if a.kind == "hit"
+            else a
+            for a in alerts
+        ]
+
     def _over_cap(self, channel: str) -> bool:
         cap = self.max_per_hour.get(channel)
         if cap is None:
@@ -267,7 +282,7 @@ class Drainer:
         if digest is not None:
             result: DeliveryResult = await channel.send_digest(digest, key=key)
         else:
-            result = await channel.send(rows[0].alert, key=key)
+            result = await channel.send(self._with_outlets([rows[0].alert])[0], key=key)
         ms = (time.perf_counter() - started) * 1000
         now = self.clock()
         if result.ok:

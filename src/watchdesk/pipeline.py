@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
-from .config import FeedConfig, HealthConfig, PollingConfig
+from .config import FeedConfig, HealthConfig, PollingConfig, StoriesConfig
 from .ingest import (
     ArticleFetcher,
     CpuPool,
@@ -57,7 +57,11 @@ from .schedule import (
 from .store import entries as entry_store
 from .store import feeds as feed_store
 from .store import hits as hit_store
+from .store import stories as story_store
 from .store import without_fsync
+from .stories import DEFAULT_SIMILARITY, SIGNATURE_VERSION, similarity
+from .stories.probe import TITLE_WINDOW, Probe, probe
+from .web import canonical_url
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,7 @@ class PollContext:
     fetcher: ArticleFetcher | None = None  # None: match on the feed's own text only
     tz: ZoneInfo = ZoneInfo("UTC")  # of digest windows
     health: HealthConfig = HealthConfig()
+    stories: StoriesConfig = StoriesConfig()
 
 
 async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummary:
@@ -109,13 +114,7 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
         changes.update(last_http_status=304)
         if not feed.entries_waiting:
             changes.update(etag=result.etag, last_modified=result.last_modified)
-        _save(
-            ctx,
-            feed,
-            config,
-            changes,
-            after_success(now, schedule, _unchanged(feed), feed.effective_interval),
-        )
+        _save(ctx, feed, config, changes, _nothing_new(feed, now, schedule))
         return summary
     if isinstance(result, FetchFailed):
         return _failed(ctx, feed, config, result, changes, schedule, summary)
@@ -124,13 +123,7 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     if body_hash == feed.body_hash:
         summary.unchanged = 1
         changes.update(last_http_status=200, etag=result.etag, last_modified=result.last_modified)
-        _save(
-            ctx,
-            feed,
-            config,
-            changes,
-            after_success(now, schedule, _unchanged(feed), feed.effective_interval),
-        )
+        _save(ctx, feed, config, changes, _nothing_new(feed, now, schedule))
         return summary
 
     try:
@@ -174,6 +167,7 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
         for entry, article, alerts in zip(new, articles, may_alert, strict=True)
     ]
 
+    probes = [probe(article.title, article.text) if ctx.stories.enabled else None for article in articles]
     stored_at = ctx.clock()  # parsing, pages and matching took time: this is when they are stored
     last_entry_at = stored_at if new else feed.last_entry_at  # when we last saw something new
     changes.update(
@@ -185,13 +179,16 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     health = after_success(now, schedule, outcome, feed.effective_interval)
     changes["effective_interval"] = _effective(schedule, feed.effective_interval, outcome)
     with ctx.db.atomic():
-        for entry, article, hits, alerting in matched:
+        for (entry, article, hits, alerting), found in zip(matched, probes, strict=True):
             entry_id = entry_store.insert_entry(
                 ctx.db, feed.id, entry, article, alerting=alerting, now=stored_at
             )
+            story = _story(ctx, entry_id, entry, feed.config_url, found, stored_at)
             summary.new_entries += 1
             for hit in hits:
-                _store_hit(ctx, feed.config_url, entry_id, entry, article, hit, alerting, stored_at, summary)
+                _store_hit(ctx, story.key, entry_id, article, hit, alerting, stored_at, summary)
+        if matched and ctx.stories.enabled:
+            story_store.prune(ctx.db, stored_at - ctx.stories.window, stored_at - TITLE_WINDOW)
         _update(ctx, feed, config, changes, health)
     summary.entries_waiting = waiting
     if waiting:
@@ -216,9 +213,10 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     return summary
 
 
-def _unchanged(feed: feed_store.FeedRow) -> Outcome:
-    """What an unchanged answer means for the schedule: nothing new, nothing more waiting."""
-    return Outcome(0, False, feed.last_entry_at, feed.created_at)
+def _nothing_new(feed: feed_store.FeedRow, now: float, schedule: Schedule) -> Health:
+    """After an unchanged answer (304, or the same bytes): ok or stale, at its interval."""
+    outcome = Outcome(0, False, feed.last_entry_at, feed.created_at)
+    return after_success(now, schedule, outcome, feed.effective_interval)
 
 
 def _effective(schedule: Schedule, effective: float | None, outcome: Outcome) -> float | None:
@@ -287,11 +285,41 @@ def _alert_after(
     return now - backfill
 
 
+def _story(
+    ctx: PollContext, entry_id: int, entry: ParsedEntry, feed_key: str, found: Probe | None, now: float
+) -> story_store.Story:
+    """The story this entry belongs to: an earlier entry's with the same canonical URL, else
+    (stories enabled) one whose text is nearly the same within the window, or for a teaser
+    one with the same title within 48 h; else a new story keyed as alerts always were."""
+    story = story_store.by_url(ctx.db, canonical_url(entry.link), entry_id) if entry.link else None
+    if story is None and found is not None:
+        story = _similar(ctx, found, now)
+    if story is None:
+        story = story_store.new_story(ctx.db, story_key(entry.link, feed_key, entry.key), entry.title, now)
+    signature = (SIGNATURE_VERSION, found.signature, found.band_keys) if found and found.signature else None
+    story_store.join(ctx.db, entry_id, story, now, signature=signature, title=found.title if found else None)
+    return story
+
+
+def _similar(ctx: PollContext, found: Probe, now: float) -> story_store.Story | None:
+    """Precision first: only a candidate whose stored signature confirms the match."""
+    if found.signature is None:
+        return story_store.by_title(ctx.db, found.title, now - TITLE_WINDOW) if found.title else None
+    threshold = ctx.stories.similarity or DEFAULT_SIMILARITY
+    best: tuple[float, story_store.Story] | None = None
+    for candidate in story_store.candidates(
+        ctx.db, found.band_keys, SIGNATURE_VERSION, now - ctx.stories.window
+    ):
+        score = similarity(found.signature, candidate.signature)
+        if score >= threshold and (best is None or score > best[0]):
+            best = (score, candidate.story)
+    return best[1] if best else None
+
+
 def _store_hit(
     ctx: PollContext,
-    feed_key: str,
+    story: str,
     entry_id: int,
-    entry: ParsedEntry,
     article: Article,
     hit: Hit,
     alerting: bool,
@@ -307,7 +335,6 @@ def _store_hit(
     watchlist = ctx.watchlists.get(hit.watchlist)
     if not alerting or watchlist is None:
         return
-    story = story_key(entry.link, feed_key, entry.key)
     queued = queue_alerts(ctx.db, watchlist, story, article, hit, hit_id, now, ctx.tz)
     if queued:
         hit_store.mark_alerted(ctx.db, hit_id)

@@ -102,6 +102,7 @@ class Runtime:
             fetcher=fetcher,
             tz=ZoneInfo(config.timezone),
             health=config.health,
+            stories=config.stories,
         )
         self.unavailable: dict[str, str] = {}
         self.channels = channels if channels is not None else self._build_channels()

@@ -161,7 +161,7 @@ def rematch(
                 else:
                     summary.hits += 1
                 if notify:
-                    story = story_key(stored.link, stored.feed_url, stored.key)
+                    story = stored.story or story_key(stored.link, stored.feed_url, stored.key)
                     queued = queue_alerts(
                         db, watchlist, story, stored.article, hit, hit_id, now, ZoneInfo(config.timezone)
                     )

@@ -12,10 +12,10 @@ import click
 from .. import __version__
 from ..errors import WatchdeskError
 from ..notify.sanitize import one_line
-from ..store import hits as hit_store
 from ..store import open_db
 from ..store import outbox as outbox_store
-from .common import load, since_option, when
+from .archive import ARCHIVE_COMMANDS
+from .common import load, when
 from .tools import COMMANDS
 
 
@@ -118,128 +118,6 @@ def feeds(ctx: click.Context, as_json: bool) -> None:
         )
 
 
-@main.command()
-@click.option("--watchlist", "-w", help="Only this watchlist.")
-@click.option("--feed", "feed_name", metavar="NAME", help="Only hits from this feed (its name, any case).")
-@click.option(
-    "--alerted/--not-alerted",
-    default=None,
-    help="Only hits queued to at least one channel, or only hits queued to none.",
-)
-@click.option("--since", metavar="DURATION", help="Only hits stored in this past window, e.g. 7d, 12h.")
-@click.option("--limit", default=100, show_default=True, help="At most this many.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per hit.")
-@click.pass_context
-def hits(
-    ctx: click.Context,
-    watchlist: str | None,
-    feed_name: str | None,
-    alerted: bool | None,
-    since: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
-    """Stored hits, newest first: where each was alerted (and in what state), or why not.
-
-    Times are UTC."""
-    config = load(ctx, check_secrets=False)
-    rows = hit_store.list_hits(
-        open_db(config.database),
-        watchlist=watchlist,
-        since=since_option(since),
-        limit=limit,
-        feed=feed_name,
-        alerted=alerted,
-    )
-    for row in rows:
-        if as_json:
-            click.echo(json.dumps(_hit_json(row), ensure_ascii=False))
-            continue
-        click.echo(
-            f"hit {row['id']}  {when(row['created_at'])} UTC  {one_line(row['watchlist'])}  {one_line(row['title'])}"
-        )
-        published = f"published {when(row['published'])} UTC" if row["published"] is not None else "undated"
-        click.echo(
-            f"    {one_line(row['feed'])} | {published} | {one_line(row['link'] or '')} | "
-            f"matched {one_line(', '.join(row['terms']))}"
-        )
-        click.echo(f"    {_hit_fate(row)}")
-        click.echo(f"    {one_line(row['snippet'])}")
-    if not rows and not as_json:
-        click.echo("no hits", err=True)
-
-
-def _iso(ts: float | None) -> str | None:
-    """An epoch time as ISO 8601 UTC, e.g. 2026-12-03T18:20:00Z (`hits --json`)."""
-    from datetime import UTC, datetime
-
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _digest_json(delivery: dict[str, Any]) -> dict[str, Any] | None:
-    if delivery["digest_at"] is None:
-        return None
-    return {"title": delivery["digest_title"], "window_end": _iso(delivery["digest_at"])}
-
-
-def _hit_json(row: dict[str, Any]) -> dict[str, Any]:
-    """One hit for `hits --json`: `alerted` is true when it queued at least one delivery,
-    `alerted_to` lists them; times are ISO 8601 UTC."""
-    alerted_to = [
-        {
-            "channel": d["channel"],
-            "status": d["status"],
-            "outbox_id": d["outbox_id"],
-            "sent_at": _iso(d["sent_at"]),
-            "digest": _digest_json(d),
-        }
-        for d in row["deliveries"]
-    ]
-    digests = [d["digest"] for d in alerted_to if d["digest"] is not None]
-    return {
-        "id": row["id"],
-        "watchlist": row["watchlist"],
-        "feed": row["feed"],
-        "title": row["title"],
-        "link": row["link"],
-        "story": row["story"],
-        "published": _iso(row["published"]),
-        "created_at": _iso(row["created_at"]),
-        "alerted": bool(alerted_to),
-        "alerted_to": alerted_to,
-        "duplicate_of": row["duplicate_of"],
-        "duplicate_of_feed": row["duplicate_of_feed"],
-        "outside_backfill": row["outside_backfill"],
-        "digest": digests[0] if digests else None,
-        "query": row["query"],
-        "terms": row["terms"],
-        "snippet": row["snippet"],
-        "text_source": row["text_source"],
-    }
-
-
-def _hit_fate(row: dict[str, Any]) -> str:
-    """`alerted: console (sent ...), slack (pending, waiting for ...)`, or why not."""
-    if row["deliveries"]:
-        parts = []
-        for d in row["deliveries"]:
-            state = d["status"]
-            if d["sent_at"] is not None:
-                state += f" {when(d['sent_at'])} UTC"
-            if d["digest_at"] is not None:
-                digest = one_line(d["digest_title"] or f"the digest of {when(d['digest_at'])} UTC")
-                state += {"pending": ", waiting for ", "sent": " in "}.get(d["status"], ", in ") + digest
-            parts.append(f"{one_line(d['channel'])} ({state})")
-        fate = "alerted: " + ", ".join(parts)
-        return fate + ("; stored outside the backfill window" if row["outside_backfill"] else "")
-    reasons = []
-    if row["duplicate_of"] is not None:
-        reasons.append(f"duplicate of hit {row['duplicate_of']} ({one_line(row['duplicate_of_feed'])})")
-    if row["outside_backfill"]:
-        reasons.append("stored outside the backfill window")
-    return "not alerted" + (": " + "; ".join(reasons) if reasons else "")
-
-
 @main.group(invoke_without_command=True)
 @click.option("--status", type=click.Choice(["pending", "sent", "dead"]), help="Only rows in this state.")
 @click.option("--limit", default=100, show_default=True)
@@ -297,5 +175,5 @@ def outbox_retry(ctx: click.Context, row_id: int | None, all_dead: bool) -> None
     click.echo(f"{n} deliveries queued again")
 
 
-for _command in COMMANDS:
+for _command in (*COMMANDS, *ARCHIVE_COMMANDS):
     main.add_command(_command)

@@ -301,9 +301,14 @@ def rematch(ctx: click.Context, watchlist: str, since: str | None, notify: bool)
 @click.argument("query")
 @click.option("--since", metavar="DURATION", help="Only entries stored in this past window, e.g. 7d.")
 @click.option("--limit", default=50, show_default=True)
+@click.option(
+    "--all-copies", is_flag=True, help="Each copy of a story on its own (default: under its story)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
 @click.pass_context
-def search(ctx: click.Context, query: str, since: str | None, limit: int, as_json: bool) -> None:
+def search(
+    ctx: click.Context, query: str, since: str | None, limit: int, all_copies: bool, as_json: bool
+) -> None:
     """Search the stored archive with the watchlist language, most recently stored first.
 
     Exit status: 0 when something matches, 1 when nothing does, 2 on an error.
@@ -316,19 +321,35 @@ def search(ctx: click.Context, query: str, since: str | None, limit: int, as_jso
         parse_query(query)
     except QuerySyntaxError as e:
         _query_error(ctx, query, e)
-    found = 0
-    for stored, hit in run_search(open_db(config.database), query, since=since_option(since), limit=limit):
-        found += 1
+    results = list(run_search(open_db(config.database), query, since=since_option(since), limit=limit))
+    copies: dict[int, list[str]] = {}  # story id -> the other outlets' copies found
+    shown = []
+    for stored, hit in results:
+        if not all_copies and stored.story_id is not None and stored.story_id in copies:
+            copies[stored.story_id].append(stored.feed_name)
+            continue
+        if stored.story_id is not None:
+            copies.setdefault(stored.story_id, [])
+        shown.append((stored, hit))
+    found = len(results)
+    for stored, hit in shown:
         a = stored.article
+        also = (
+            [n for n in copies.get(stored.story_id, []) if n != stored.feed_name] if stored.story_id else []
+        )
         if as_json:
             row = {"title": a.title, "link": a.url, "feed": stored.feed_name, **_hit_json(hit, a)}
             row["published"] = a.published.isoformat() if a.published else None
+            row["story"] = stored.story
+            row["also_in"] = list(dict.fromkeys(also))
             click.echo(json.dumps(row, ensure_ascii=False))
             continue
         published = a.published.strftime("%Y-%m-%d") if a.published else "undated"
         click.echo(f"{published}  {one_line(stored.feed_name)}  {one_line(a.title)}")
         click.echo(f"    {one_line(a.url or '')}")
         click.echo(f"    {one_line(marked(hit.snippet, hit.snippet_marks, '[', ']'))}")
+        if also:
+            click.echo(f"    also in: {one_line(', '.join(dict.fromkeys(also)))}")
     if not found:
         if not as_json:
             click.echo("no matches", err=True)

@@ -24,6 +24,7 @@ from .tomlcheck import (
     _bool,
     _cidr_list,
     _email_address,
+    _fraction,
     _int,
     _nonempty_str,
     _one_of,
@@ -75,6 +76,11 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "fetch_article": _one_of(*FETCH_ARTICLE),
         "extract_timeout": _via(parse_duration),
         "min_interval": _via(parse_duration),
+    },
+    "stories": {
+        "enabled": _bool,
+        "window": _via(parse_duration),
+        "similarity": _fraction,
     },
     "health": {
         "notify": _str_list,
@@ -146,6 +152,13 @@ class PollingConfig:
 
 
 @dataclass(frozen=True)
+class StoriesConfig:
+    enabled: bool = True  # false: a story is its canonical URL only, as before
+    window: float = 7 * 86400.0  # copies are looked for among entries this recent
+    similarity: float | None = None  # None: the signature's tuned default
+
+
+@dataclass(frozen=True)
 class HealthConfig:
     notify: tuple[str, ...] = ()  # channels that get feed-health alerts; none by default
     failing_after: float = 24 * 3600.0  # a feed failing this long alerts once
@@ -198,6 +211,7 @@ class Config:
     polling: PollingConfig = PollingConfig()
     network: NetworkConfig = NetworkConfig()
     health: HealthConfig = HealthConfig()
+    stories: StoriesConfig = StoriesConfig()
     feeds: tuple[FeedConfig, ...] = ()
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
     watchlists: tuple[Watchlist, ...] = ()
@@ -243,7 +257,8 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
     for key in data:
         if key not in (*SCHEMA, "channel") or key == "feed" and not isinstance(data[key], list):
             c.add(
-                (key,), f"unknown table [{key}] (known: watchdesk, polling, network, health, feed, channel)"
+                (key,),
+                f"unknown table [{key}] (known: watchdesk, polling, network, health, stories, feed, channel)",
             )
     top = check_table(c, data.get("watchdesk", {}), SCHEMA["watchdesk"], ("watchdesk",), "watchdesk")
     polling = PollingConfig(
@@ -252,6 +267,9 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
     net = check_table(c, data.get("network", {}), SCHEMA["network"], ("network",), "network")
     network = NetworkConfig(**net)
     health = HealthConfig(**check_table(c, data.get("health", {}), SCHEMA["health"], ("health",), "health"))
+    stories = StoriesConfig(
+        **check_table(c, data.get("stories", {}), SCHEMA["stories"], ("stories",), "stories")
+    )
 
     feeds = _load_feeds(c, data.get("feed", []))
     channels = _load_channels(c, data.get("channel", {}), check_secrets)
@@ -283,6 +301,7 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         polling=polling,
         network=network,
         health=health,
+        stories=stories,
         feeds=tuple(feeds),
         channels=channels,
         watchlists=tuple(watchlists),

@@ -105,6 +105,13 @@ def _int(low: int) -> Check:
     return check
 
 
+def _fraction(v: Any) -> float:
+    """A number strictly between 0 and 1, e.g. a similarity threshold."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
+        raise ValueError(f"expected a number between 0 and 1, e.g. 0.6, got {v!r}")
+    return float(v)
+
+
 def _str_list(v: Any) -> tuple[str, ...]:
     if isinstance(v, str):
         v = [v]

@@ -232,6 +232,9 @@ def digest_html(digest: Digest) -> str:
             item += f'<span style="{_MUTED}">{escape(meta)}'
             if story.terms:
                 item += f" · matched: {escape(one_line(', '.join(story.terms)))}"
+            also = render.also_in_text(story.also_in)
+            if also:
+                item += f" · {escape(also)}"
             parts.append(f"<li>{item}</span></li>")
         parts.append("</ul>")
     return "\n".join(parts)

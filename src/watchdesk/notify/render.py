@@ -105,6 +105,9 @@ def alert_text(alert: Alert) -> str:
         lines.append(link)
     if alert.terms:
         lines.append(f"Matched: {one_line(', '.join(alert.terms))}")
+    also = also_in_text(alert.also_in)
+    if also:
+        lines.append(also[0].upper() + also[1:])
     snippet = one_line("".join(f"*{t}*" if marked else t for t, marked in snippet_segments(alert)))
     if snippet:
         lines += ["", snippet]
@@ -130,6 +133,24 @@ class Story:
     @property
     def terms(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(t for a in self.alerts for t in a.terms))
+
+    @property
+    def also_in(self) -> tuple[str, ...]:
+        """The other outlets that carried it (not the lead's own)."""
+        names = dict.fromkeys(n for a in self.alerts for n in (a.outlet or "", *a.also_in) if n)
+        return tuple(n for n in names if n != self.lead.outlet)
+
+
+ALSO_IN_SHOWN = 2  # outlets named in "also in: A, B (+3)"; the rest counted
+
+
+def also_in_text(outlets: tuple[str, ...]) -> str | None:
+    """`also in: Outlet A, Outlet B (+3)`, or None when no other outlet carried it."""
+    if not outlets:
+        return None
+    named = ", ".join(one_line(o) for o in outlets[:ALSO_IN_SHOWN])
+    more = len(outlets) - ALSO_IN_SHOWN
+    return f"also in: {named}" + (f" (+{more})" if more > 0 else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +207,8 @@ def story_line(story: Story) -> str:
     line = f"{title_of(lead)} — {outlet_of(lead)}, {published_text(lead.published)}"
     if len(story.alerts) > 1:
         line += f" ({len(story.alerts)} hits)"
-    return line
+    also = also_in_text(story.also_in)
+    return f"{line}; {also}" if also else line
 
 
 def digest_text(digest: Digest) -> str:

@@ -129,6 +129,9 @@ def story_line(story: render.Story) -> str:
         line += f" ({len(story.alerts)} hits)"
     if story.terms:
         line += f"\n    matched: {slack_text(', '.join(story.terms), 200)}"
+    also = render.also_in_text(story.also_in)
+    if also:
+        line += f"\n    {slack_text(also, 200)}"
     return line
 
 

@@ -12,7 +12,8 @@ Request:
         "watchlist": "...", "title": "...", "link": "https://..." | null, "outlet": ... | null,
         "published": "2026-11-02T23:00:00+00:00" | null, "terms": [...], "snippet": "...",
         "snippet_marks": [[start, end], ...], "query": "...", "story_key": "...", "test": false,
-        "kind": "hit" | "health"}}     (health: a feed failing, stale, gone or recovered; a dead delivery)
+        "kind": "hit" | "health", "also_in": ["other outlet", ...]}}
+        (kind health: a feed failing, stale, gone or recovered; a dead delivery)
 
     {"event": "digest", "channel": "...", "key": "...", "title": "...", "count": 12,
      "capped": 3, "watchlists": [{"watchlist": "...", "count": 5, "stories": [
@@ -92,6 +93,7 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "story_key": alert.story_key,
         "test": alert.test,
         "kind": alert.kind,  # "hit", or "health" (a feed failing, stale, gone, recovered; a dead delivery)
+        "also_in": list(alert.also_in),  # other outlets that carried the story, when it was sent
     }
 
 

@@ -164,6 +164,47 @@ def _feed_health(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0007_stories")
+def _stories(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE stories (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,          -- alert identity: the first copy's canonical URL (else feed#entry)
+            title TEXT NOT NULL,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            copies INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE INDEX stories_last_seen ON stories(last_seen);
+        ALTER TABLE entries ADD COLUMN story_id INTEGER REFERENCES stories(id);
+        CREATE INDEX entries_story ON entries(story_id);
+        -- Within the [stories] window only (pruned): what finds a copy by its content.
+        CREATE TABLE story_signatures (
+            entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
+            story_id INTEGER NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,          -- signature parameters: never compare two versions
+            signature BLOB NOT NULL,
+            seen_at REAL NOT NULL
+        );
+        CREATE INDEX story_signatures_seen ON story_signatures(seen_at);
+        CREATE TABLE story_bands (             -- LSH: one key per band, the band index folded in
+            band_key INTEGER NOT NULL,
+            entry_id INTEGER NOT NULL REFERENCES story_signatures(entry_id) ON DELETE CASCADE,
+            PRIMARY KEY (band_key, entry_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX story_bands_entry ON story_bands(entry_id);
+        CREATE TABLE story_titles (            -- teasers join by an exact normalised title (48 h)
+            title TEXT NOT NULL,
+            story_id INTEGER NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+            seen_at REAL NOT NULL
+        );
+        CREATE INDEX story_titles_title ON story_titles(title, seen_at);
+        CREATE INDEX story_titles_seen ON story_titles(seen_at);
+        """
+    )
+
+
 @contextmanager
 def without_fsync(db: sqlite_utils.Database) -> Iterator[None]:
     """A transaction whose commit does not wait for fsync (WAL, synchronous=NORMAL).

@@ -75,6 +75,8 @@ class StoredEntry:
     key: str
     link: str | None
     article: Article
+    story_id: int | None = None  # None: stored before stories existed
+    story: str | None = None  # its story's key (the alerts' identity)
 
 
 def stored_entries(
@@ -84,16 +86,16 @@ def stored_entries(
     satisfy `fts`; only those stored since `since` if given."""
     where, params = _filters(fts, since)
     cursor = db.execute(
-        "SELECT e.id, f.config_url, f.name, e.key, e.link, e.title, e.text, e.text_source, e.published "
-        "FROM entries e JOIN feeds f ON f.id = e.feed_id "
+        "SELECT e.id, f.config_url, f.name, e.key, e.link, e.title, e.text, e.text_source, e.published, "
+        "e.story_id, s.key FROM entries e JOIN feeds f ON f.id = e.feed_id LEFT JOIN stories s ON s.id = e.story_id "
         f"WHERE {where} ORDER BY e.seen_at DESC, e.id DESC",
         params,
     )
     while rows := cursor.fetchmany(batch):
-        for entry_id, feed_url, feed_name, key, link, title, text, source, published in rows:
+        for entry_id, feed_url, feed_name, key, link, title, text, source, published, sid, story in rows:
             when = datetime.fromtimestamp(published, UTC) if published is not None else None
             article = Article(title, text, url=link, outlet=feed_name, published=when, text_source=source)
-            yield StoredEntry(entry_id, feed_url, feed_name, key, link, article)
+            yield StoredEntry(entry_id, feed_url, feed_name, key, link, article, sid, story)
 
 
 def _filters(fts: str | None, since: float | None) -> tuple[str, list[Any]]:

@@ -87,15 +87,17 @@ def list_hits(
         where.append(queued if alerted else f"NOT {queued}")
     cursor = db.execute(
         "SELECT h.id, h.watchlist, h.query, h.terms, h.snippet, h.created_at, e.title, e.link, e.published, "
-        "e.text_source, e.alerting, e.canonical_url, e.key, f.config_url, f.name "
+        "e.text_source, e.alerting, e.canonical_url, e.key, f.config_url, f.name, e.story_id, s.key "
         "FROM hits h JOIN entries e ON e.id = h.entry_id JOIN feeds f ON f.id = e.feed_id "
+        "LEFT JOIN stories s ON s.id = e.story_id "
         f"WHERE {' AND '.join(where)} ORDER BY h.created_at DESC, h.id DESC LIMIT ?",
         [*params, limit],
     )
     out: list[dict[str, Any]] = []
-    urls: dict[int, str] = {}  # canonical URLs: a story's key across feeds
+    urls: dict[int, str] = {}  # canonical URLs: a story's key across feeds (before stories existed)
+    story_ids: dict[int, int] = {}
     for hid, wl, query, terms, snippet, created, title, link, published, *rest in cursor.fetchall():
-        source, alerting, url, key, feed_url, name = rest
+        source, alerting, url, key, feed_url, name, story_id, story = rest
         url = url or (canonical_url(link) if link else None)
         out.append(
             {
@@ -110,17 +112,33 @@ def list_hits(
                 "published": published,
                 "text_source": source,
                 "feed": name,
-                "story": url or f"{feed_url}#{key}",  # as the pipeline's story_key
+                "story": story or url or f"{feed_url}#{key}",  # the alerts' story key
                 "deliveries": [],
                 "outside_backfill": not alerting,
                 "duplicate_of": None,
                 "duplicate_of_feed": None,
             }
         )
-        if url:
+        if story_id is not None:
+            story_ids[hid] = story_id
+        elif url:
             urls[hid] = url
     _add_deliveries(db, out)
-    _add_duplicates(db, out, urls)
+    _add_duplicates(db, out, urls, "e.canonical_url")
+    _add_duplicates(db, out, story_ids, "e.story_id")
+    return out
+
+
+def group_copies(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per watchlist and story, where the story first appeared: the hit that
+    alerted (else the earliest), with the others as its `copies` (newest first)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for hit in hits:
+        groups.setdefault((hit["watchlist"], hit["story"]), []).append(hit)
+    out = []
+    for members in groups.values():
+        lead = min(members, key=lambda h: (not h["deliveries"], h["duplicate_of"] is not None, h["id"]))
+        out.append({**lead, "copies": [h for h in members if h is not lead]})
     return out
 
 
@@ -145,22 +163,24 @@ def _add_deliveries(db: sqlite_utils.Database, hits: list[dict[str, Any]]) -> No
         )
 
 
-def _add_duplicates(db: sqlite_utils.Database, hits: list[dict[str, Any]], urls: dict[int, str]) -> None:
+def _add_duplicates(
+    db: sqlite_utils.Database, hits: list[dict[str, Any]], urls: dict[int, Any], column: str
+) -> None:
     """For each hit that queued nothing, the hit of its watchlist that had already queued
-    the same story through another entry (one query). A story without a URL is keyed by
-    its feed and entry, so it has no copies elsewhere."""
+    the same story through another entry (one query): the same story (`e.story_id`), or
+    for entries stored before stories existed the same canonical URL."""
     idle = [hit for hit in hits if not hit["deliveries"] and hit["id"] in urls]
     if not idle:
         return
     cursor = db.execute(
-        "SELECT e.canonical_url, h.watchlist, h.id, f.name, MIN(o.created_at) AS queued_at "
+        f"SELECT {column}, h.watchlist, h.id, f.name, MIN(o.created_at) AS queued_at "
         "FROM entries e JOIN hits h ON h.entry_id = e.id JOIN feeds f ON f.id = e.feed_id "
         "JOIN outbox o ON o.hit_id = h.id "
-        "WHERE e.canonical_url IN (SELECT value FROM json_each(?)) "
+        f"WHERE {column} IN (SELECT value FROM json_each(?)) "
         "GROUP BY h.id ORDER BY queued_at, h.id",
         [json.dumps(sorted({urls[hit["id"]] for hit in idle}))],
     )
-    queued: dict[tuple[str, str], list[tuple[int, str, float]]] = {}
+    queued: dict[tuple[Any, str], list[tuple[int, str, float]]] = {}
     for url, watchlist, hit_id, feed, queued_at in cursor.fetchall():
         queued.setdefault((url, watchlist), []).append((hit_id, feed, queued_at))
     for hit in idle:

@@ -51,6 +51,7 @@ def alert_from_json(text: str) -> Alert:
     data["published"] = datetime.fromisoformat(data["published"]) if data.get("published") else None
     data["terms"] = tuple(data.get("terms", ()))
     data["snippet_marks"] = tuple(tuple(m) for m in data.get("snippet_marks", ()))
+    data["also_in"] = tuple(data.get("also_in", ()))
     return Alert(**data)
 
 
