@@ -596,3 +596,40 @@ def test_fuzzed_feeds_polled_end_to_end_never_crash(tmp_path: Path, server: Loca
         if row.status == "failing":
             assert row.last_error and row.consecutive_errors == 1, row
     assert summary.fetched > FUZZED_FEEDS // 2  # most mutations still leave a readable feed
+
+
+def test_a_feed_whose_entry_ids_change_every_request_is_not_drained_for_ever(
+    tmp_path: Path,
+    server: LocalServer,
+    clock: Clock,
+    runtimes: list[Runtime],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """150 items whose GUIDs carry a per-request token: every entry is new at every poll.
+    Draining stops once a poll leaves no fewer waiting: polled at its interval, not every 10 s."""
+    served = {"n": 0}
+
+    def feed(req: Request) -> Reply:
+        served["n"] += 1
+        body = rss(server.base, range(1, 151), newest=START).replace(
+            b"<guid>", f"<guid>t{served['n']}-".encode()
+        )
+        return Reply(200, body, RSS_TYPE)
+
+    server.route("/feed", handler=feed)
+    config = write_config(
+        tmp_path,
+        [{"url": server.url("/feed"), "name": "Tokens"}],
+        {"w": 'match = ["x"]'},
+        polling='interval = "15m"\nfetch_article = "never"\nbackfill = "none"',
+    )
+    rt = runtime(config, clock, runtimes)
+    poll_due(rt)
+    assert only_feed(rt).entries_waiting == 50
+    clock.now += 10
+    with caplog.at_level(logging.WARNING):
+        poll_due(rt)
+    row = only_feed(rt)
+    assert row.entries_waiting == 0 and row.next_check_at == clock.now + 900
+    assert any("unstable_entry_ids feed=Tokens" in r.getMessage() for r in caplog.records)
+    assert asyncio.run(rt.poll_everything()).feeds == 1  # poll --once is one pass, not 1,000

@@ -357,3 +357,33 @@ def test_copies_join_only_within_the_window(tmp_path: Path, server: LocalServer)
     finally:
         asyncio.run(rt.aclose())
     assert len(slack_texts(server)) == 2
+
+
+def test_one_feeds_recurring_teaser_headline_alerts_every_day(tmp_path: Path, server: LocalServer) -> None:
+    """A teaser joins a story by its title only from another feed: a feed's own daily
+    'Morning briefing: ...' headline is a new story each day."""
+    title = "Morning briefing: the five things you need to know today"
+    days = []
+    for day in range(2):
+        link = server.url(f"/brief-{day}")
+        when = format_datetime(datetime.fromtimestamp(NOW + 86400 * day, UTC))
+        days.append(
+            f"<item><title>{title}</title><link>{link}</link><guid>{link}</guid><pubDate>{when}</pubDate>"
+            f"<description>Fentanyl seizure {day} and more.</description></item>"
+        )
+    config = write_config(
+        tmp_path,
+        [{"url": server.url("/feed/0"), "name": "Metro"}],
+        {"opioids": 'match = ["fentanyl"]\nnotify = ["newsroom"]'},
+        polling='fetch_article = "never"\nbackfill = "all"',
+        extra='[channel.newsroom]\ntype = "slack"\nwebhook = "env:HOOK_URL"\n',
+    )
+    head = "<?xml version='1.0'?><rss version='2.0'><channel><title>Metro</title>"
+    clock = Clock(NOW)
+    for day in range(2):
+        server.route(
+            "/feed/0", (head + "".join(days[: day + 1]) + "</channel></rss>").encode(), headers=RSS_TYPE
+        )
+        asyncio.run(poll_at(config, 0, clock).aclose())
+        clock.now += 86400
+    assert len(slack_texts(server)) == 2

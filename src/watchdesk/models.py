@@ -33,6 +33,7 @@ class FailureKind(StrEnum):
     NETWORK = "network"  # DNS, connect, TLS, protocol errors
     REFUSED = "refused"  # the network guard refused the address or scheme
     MALFORMED = "malformed"  # the body is not a feed we can read
+    INTERNAL = "internal"  # a bug of ours while handling it: recorded, retried with backoff
 
 
 # ---- fetch ----------------------------------------------------------------------------

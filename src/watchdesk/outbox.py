@@ -202,6 +202,7 @@ class Drainer:
         self.max_per_hour = dict(max_per_hour or {})
         self.tz = tz or ZoneInfo("UTC")
         self.health_notify = tuple(health_notify)
+        self.dead_alerted: set[str] = set()  # channels whose dead delivery was alerted (until one goes out)
         self.failing: set[str] = set()  # channels whose last attempt failed (reported once)
 
     async def drain(self, limit: int = 200) -> DrainSummary:
@@ -288,6 +289,7 @@ class Drainer:
         if result.ok:
             outbox_store.mark_sent(self.db, ids, now, message=result.message, duration_ms=ms)
             summary.sent += len(ids)
+            self.dead_alerted.discard(channel_name)
             if channel_name in self.failing:
                 self.failing.discard(channel_name)
                 log.warning("channel_recovered channel=%s", channel_name)
@@ -322,13 +324,15 @@ class Drainer:
             outbox_store.mark_failed(self.db, ids, why, retry_at=None, now=now, duration_ms=ms)
             alerts = [r for r in rows if r.alert.kind != "health"]  # a dead health alert alerts nobody
             others = [c for c in self.health_notify if c != channel]
-            if alerts and others:
+            if alerts and others and channel not in self.dead_alerted:
+                self.dead_alerted.add(channel)  # one alert per channel until it delivers again
                 lead = alerts[0].alert
                 more = f" and {len(alerts) - 1} more" if len(alerts) > 1 else ""
                 detail = (
                     f"The alert {lead.title!r} (watchlist {lead.watchlist}){more} could not be delivered "
                     f"through channel {channel!r} and will not be retried: {why}. "
-                    f"`watchdesk outbox --status dead` lists it; `watchdesk outbox retry {ids[0]}` sends it again."
+                    f"`watchdesk outbox --status dead` lists it; `watchdesk outbox retry {ids[0]}` sends it again. "
+                    "Further deliveries that go dead on this channel are not alerted until one goes out."
                 )
                 alert = health_alert(f"delivery dead: {channel}", detail, about=channel, link=None, now=now)
                 queue_health(self.db, others, alert, f"dead:{ids[0]}", now)

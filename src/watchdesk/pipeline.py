@@ -89,15 +89,19 @@ class PollContext:
     stories: StoriesConfig = StoriesConfig()
 
 
-async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummary:
-    summary = PollSummary(feeds=1)
-    config = ctx.feeds[feed.config_url]
-    schedule = Schedule(
+def _schedule(ctx: PollContext, config: FeedConfig) -> Schedule:
+    return Schedule(
         config.interval or ctx.polling.interval,
         ctx.polling.max_backoff,
         ctx.polling.min_interval,
         config.stale_after or ctx.health.stale_after,
     )
+
+
+async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummary:
+    summary = PollSummary(feeds=1)
+    config = ctx.feeds[feed.config_url]
+    schedule = _schedule(ctx, config)
     # With entries waiting, ask for the body again unconditionally: they are in it.
     etag, modified = (None, None) if feed.entries_waiting else (feed.etag, feed.last_modified)
     result: FetchResult = await fetch_feed(
@@ -114,7 +118,7 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
         changes.update(last_http_status=304)
         if not feed.entries_waiting:
             changes.update(etag=result.etag, last_modified=result.last_modified)
-        _save(ctx, feed, config, changes, _nothing_new(feed, now, schedule))
+        _save(ctx, feed, config, changes, _nothing_new(feed, now, schedule, changes))
         return summary
     if isinstance(result, FetchFailed):
         return _failed(ctx, feed, config, result, changes, schedule, summary)
@@ -123,7 +127,7 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     if body_hash == feed.body_hash:
         summary.unchanged = 1
         changes.update(last_http_status=200, etag=result.etag, last_modified=result.last_modified)
-        _save(ctx, feed, config, changes, _nothing_new(feed, now, schedule))
+        _save(ctx, feed, config, changes, _nothing_new(feed, now, schedule, changes))
         return summary
 
     try:
@@ -148,6 +152,14 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     known = entry_store.existing_keys(ctx.db, feed.id, [e.key for e in parsed.entries])
     unseen = [e for e in parsed.entries if e.key not in known]  # newest first (parse_feed's order)
     new, waiting = unseen[: ctx.polling.max_entries], len(unseen) - min(len(unseen), ctx.polling.max_entries)
+    if waiting and feed.entries_waiting and waiting >= feed.entries_waiting:  # drained, yet no fewer wait
+        log.warning(
+            "unstable_entry_ids feed=%s waiting=%d (as many new entries as last poll: its entry ids "
+            "change between requests; not draining, next poll at its interval)",
+            config.name,
+            waiting,
+        )
+        waiting = 0
     if not waiting:  # everything in this body is in: the next poll may skip it
         changes.update(etag=result.etag, last_modified=result.last_modified, body_hash=body_hash)
     overflow = _overflowed(ctx, feed, parsed.entries, known)
@@ -183,7 +195,7 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
             entry_id = entry_store.insert_entry(
                 ctx.db, feed.id, entry, article, alerting=alerting, now=stored_at
             )
-            story = _story(ctx, entry_id, entry, feed.config_url, found, stored_at)
+            story = _story(ctx, entry_id, entry, feed, found, stored_at)
             summary.new_entries += 1
             for hit in hits:
                 _store_hit(ctx, story.key, entry_id, article, hit, alerting, stored_at, summary)
@@ -213,10 +225,28 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     return summary
 
 
-def _nothing_new(feed: feed_store.FeedRow, now: float, schedule: Schedule) -> Health:
-    """After an unchanged answer (304, or the same bytes): ok or stale, at its interval."""
+def _nothing_new(feed: feed_store.FeedRow, now: float, schedule: Schedule, changes: dict[str, Any]) -> Health:
+    """After an unchanged answer (304, or the same bytes): ok or stale, at its interval
+    (a shortened one relaxing back)."""
     outcome = Outcome(0, False, feed.last_entry_at, feed.created_at)
+    changes["effective_interval"] = _effective(schedule, feed.effective_interval, outcome)
     return after_success(now, schedule, outcome, feed.effective_interval)
+
+
+def record_crash(ctx: PollContext, feed: feed_store.FeedRow, error: Exception) -> PollSummary:
+    """A bug of ours while polling this feed: recorded as its error, retried with backoff
+    (not every tick), so `watchdesk feeds` and the health alerts see it."""
+    config = ctx.feeds[feed.config_url]
+    failure = FetchFailed(FailureKind.INTERNAL, f"internal error: {type(error).__name__}: {error}")
+    return _failed(
+        ctx,
+        feed,
+        config,
+        failure,
+        {"last_polled_at": ctx.clock()},
+        _schedule(ctx, config),
+        PollSummary(feeds=1),
+    )
 
 
 def _effective(schedule: Schedule, effective: float | None, outcome: Outcome) -> float | None:
@@ -286,29 +316,36 @@ def _alert_after(
 
 
 def _story(
-    ctx: PollContext, entry_id: int, entry: ParsedEntry, feed_key: str, found: Probe | None, now: float
+    ctx: PollContext,
+    entry_id: int,
+    entry: ParsedEntry,
+    feed: feed_store.FeedRow,
+    found: Probe | None,
+    now: float,
 ) -> story_store.Story:
     """The story this entry belongs to: an earlier entry's with the same canonical URL, else
     (stories enabled) one whose text is nearly the same within the window, or for a teaser
     one with the same title within 48 h; else a new story keyed as alerts always were."""
     story = story_store.by_url(ctx.db, canonical_url(entry.link), entry_id) if entry.link else None
     if story is None and found is not None:
-        story = _similar(ctx, found, now)
+        story = _similar(ctx, found, feed.id, now)
     if story is None:
-        story = story_store.new_story(ctx.db, story_key(entry.link, feed_key, entry.key), entry.title, now)
+        key = story_key(entry.link, feed.config_url, entry.key)
+        story = story_store.new_story(ctx.db, key, entry.title, now)
     signature = (SIGNATURE_VERSION, found.signature, found.band_keys) if found and found.signature else None
-    story_store.join(ctx.db, entry_id, story, now, signature=signature, title=found.title if found else None)
+    title = found.title if found else None
+    story_store.join(ctx.db, entry_id, feed.id, story, now, signature=signature, title=title)
     return story
 
 
-def _similar(ctx: PollContext, found: Probe, now: float) -> story_store.Story | None:
-    """Precision first: only a candidate whose stored signature confirms the match."""
+def _similar(ctx: PollContext, found: Probe, feed_id: int, now: float) -> story_store.Story | None:
+    """Precision first: only another feed's entry whose stored signature confirms it."""
     if found.signature is None:
-        return story_store.by_title(ctx.db, found.title, now - TITLE_WINDOW) if found.title else None
+        return story_store.by_title(ctx.db, found.title, now - TITLE_WINDOW, feed_id) if found.title else None
     threshold = ctx.stories.similarity or DEFAULT_SIMILARITY
     best: tuple[float, story_store.Story] | None = None
     for candidate in story_store.candidates(
-        ctx.db, found.band_keys, SIGNATURE_VERSION, now - ctx.stories.window
+        ctx.db, found.band_keys, SIGNATURE_VERSION, now - ctx.stories.window, feed_id
     ):
         score = similarity(found.signature, candidate.signature)
         if score >= threshold and (best is None or score > best[0]):

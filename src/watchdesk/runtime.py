@@ -20,7 +20,7 @@ from .matching import compile_matcher
 from .models import PollSummary, Watchlist
 from .notify import Channel, ChannelNotAvailable, build_channel
 from .outbox import Drainer, DrainSummary
-from .pipeline import PollContext, refresh_feed
+from .pipeline import PollContext, record_crash, refresh_feed
 from .store import feeds as feed_store
 from .store import open_db
 from .store import outbox as outbox_store
@@ -205,6 +205,10 @@ class Runtime:
             return await refresh_feed(self.ctx, row)
         except Exception as e:  # a bug must not stop the other feeds
             log.exception("feed_crashed feed=%s feed_url=%s", row.name, row.url)
+            try:
+                return record_crash(self.ctx, feed_store.get_feed(self.db, row.id), e)
+            except Exception:  # the store itself failing: the next tick tries again
+                log.exception("feed_crash_not_recorded feed=%s", row.name)
             summary = PollSummary(feeds=1, failed=1)
             summary.errors.append(f"{row.name}: internal error: {type(e).__name__}: {e}")
             return summary

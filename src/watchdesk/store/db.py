@@ -156,9 +156,13 @@ def _feed_health(db: sqlite_utils.Database) -> None:
         ALTER TABLE feeds ADD COLUMN overflows INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE feeds ADD COLUMN health_alerted TEXT;      -- the incident a health alert went out for
         UPDATE feeds SET status = 'failing' WHERE status = 'error';
-        UPDATE feeds SET failing_since = last_polled_at WHERE status = 'failing';
-        UPDATE feeds SET last_entry_at = (SELECT MAX(seen_at) FROM entries WHERE entries.feed_id = feeds.id);
+        UPDATE feeds SET failing_since = COALESCE(last_success_at, created_at) WHERE status = 'failing';
         CREATE INDEX entries_feed_seen ON entries(feed_id, seen_at);
+        UPDATE feeds SET last_entry_at = (SELECT MAX(seen_at) FROM entries WHERE entries.feed_id = feeds.id);
+        -- Validators were once saved from bodies that did not parse (a page that is no
+        -- feed then answered 304 and looked ok): forget them all; each feed is fetched
+        -- in full once more and parsed, its entries deduplicated as always.
+        UPDATE feeds SET etag = NULL, last_modified = NULL, body_hash = NULL;
         CREATE INDEX outbox_hit ON outbox(hit_id);
         """
     )
@@ -183,6 +187,7 @@ def _stories(db: sqlite_utils.Database) -> None:
         CREATE TABLE story_signatures (
             entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
             story_id INTEGER NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+            feed_id INTEGER NOT NULL,          -- a feed's own entries never join each other by content
             version INTEGER NOT NULL,          -- signature parameters: never compare two versions
             signature BLOB NOT NULL,
             seen_at REAL NOT NULL
@@ -197,6 +202,7 @@ def _stories(db: sqlite_utils.Database) -> None:
         CREATE TABLE story_titles (            -- teasers join by an exact normalised title (48 h)
             title TEXT NOT NULL,
             story_id INTEGER NOT NULL REFERENCES stories(id) ON DELETE CASCADE,
+            feed_id INTEGER NOT NULL,          -- nor by title (a feed's recurring headlines)
             seen_at REAL NOT NULL
         );
         CREATE INDEX story_titles_title ON story_titles(title, seen_at);

@@ -38,19 +38,22 @@ def by_url(db: sqlite_utils.Database, canonical: str, entry_id: int) -> Story | 
     return Story(*row) if row else None
 
 
-def by_title(db: sqlite_utils.Database, title: str, since: float) -> Story | None:
+def by_title(db: sqlite_utils.Database, title: str, since: float, feed_id: int) -> Story | None:
+    """A story another feed carried under exactly this (normalised) title since `since`."""
     row = db.execute(
         "SELECT s.id, s.key FROM story_titles t JOIN stories s ON s.id = t.story_id "
-        "WHERE t.title = ? AND t.seen_at >= ? ORDER BY t.seen_at LIMIT 1",
-        [title, since],
+        "WHERE t.title = ? AND t.seen_at >= ? AND t.feed_id != ? ORDER BY t.seen_at LIMIT 1",
+        [title, since, feed_id],
     ).fetchone()
     return Story(*row) if row else None
 
 
 def candidates(
-    db: sqlite_utils.Database, band_keys: Sequence[int], version: int, since: float
+    db: sqlite_utils.Database, band_keys: Sequence[int], version: int, since: float, feed_id: int
 ) -> list[Candidate]:
-    """Entries in the window sharing at least one LSH band with a signature."""
+    """Other feeds' entries in the window sharing at least one LSH band with a signature
+    (one office's releases from one template are not one story: a feed's own entries
+    never join each other by content)."""
     if not band_keys:
         return []
     marks = ",".join("?" * len(band_keys))
@@ -58,8 +61,8 @@ def candidates(
         "SELECT g.entry_id, s.id, s.key, g.signature FROM story_signatures g "
         "JOIN stories s ON s.id = g.story_id "
         f"WHERE g.entry_id IN (SELECT DISTINCT entry_id FROM story_bands WHERE band_key IN ({marks})) "
-        "AND g.version = ? AND g.seen_at >= ? ORDER BY g.entry_id",
-        [*band_keys, version, since],
+        "AND g.version = ? AND g.seen_at >= ? AND g.feed_id != ? ORDER BY g.entry_id",
+        [*band_keys, version, since, feed_id],
     )
     return [Candidate(entry_id, Story(sid, key), sig) for entry_id, sid, key, sig in cursor.fetchall()]
 
@@ -79,6 +82,7 @@ def new_story(db: sqlite_utils.Database, key: str, title: str, now: float) -> St
 def join(
     db: sqlite_utils.Database,
     entry_id: int,
+    feed_id: int,
     story: Story,
     now: float,
     *,
@@ -93,9 +97,9 @@ def join(
     if signature is not None:
         version, sig, keys = signature
         db.execute(
-            "INSERT OR REPLACE INTO story_signatures (entry_id, story_id, version, signature, seen_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [entry_id, story.id, version, sig, now],
+            "INSERT OR REPLACE INTO story_signatures "
+            "(entry_id, story_id, feed_id, version, signature, seen_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [entry_id, story.id, feed_id, version, sig, now],
         )
         db.conn.executemany(
             "INSERT OR IGNORE INTO story_bands (band_key, entry_id) VALUES (?, ?)",
@@ -103,7 +107,8 @@ def join(
         )
     if title:
         db.execute(
-            "INSERT INTO story_titles (title, story_id, seen_at) VALUES (?, ?, ?)", [title, story.id, now]
+            "INSERT INTO story_titles (title, story_id, feed_id, seen_at) VALUES (?, ?, ?, ?)",
+            [title, story.id, feed_id, now],
         )
 
 
