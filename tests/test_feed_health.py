@@ -211,37 +211,28 @@ def test_overflowing_feed_is_polled_more_often_then_relaxes(
     )
     rt = runtime(config, clock, runtimes)
     poll_due(rt)
-    intervals = []
     top = 20
-    with caplog.at_level(logging.WARNING):
-        for _ in range(3):  # 20 items visible, 50 new between polls: 30 scrolled past unseen
-            clock.now = only_feed(rt).next_check_at or clock.now
-            top += 50
-            server.route(
-                "/feed",
-                body=rss(server.base, range(top - 19, top + 1), newest=clock.now, spacing=10),
-                headers=RSS_TYPE,
-            )
-            poll_due(rt)
-            row = only_feed(rt)
-            intervals.append(row.next_check_at - clock.now if row.next_check_at else None)
+
+    def grow_and_poll(new_items: int) -> float | None:
+        """At its next check, the feed shows its newest 20 items, `new_items` of them new;
+        the interval it is then given."""
+        nonlocal top
+        clock.now = only_feed(rt).next_check_at or clock.now
+        top += new_items
+        body = rss(server.base, range(top - 19, top + 1), newest=clock.now, spacing=10)
+        server.route("/feed", body=body, headers=RSS_TYPE)
+        poll_due(rt)
+        row = only_feed(rt)
+        return row.next_check_at - clock.now if row.next_check_at else None
+
+    with caplog.at_level(logging.WARNING):  # 50 new between polls: 30 scrolled past unseen
+        intervals = [grow_and_poll(50) for _ in range(3)]
     assert intervals == [8 * 60, 4 * 60, 4 * 60]
     assert only_feed(rt).overflows == 3
     assert sum("feed_overflow feed=Wire" in r.getMessage() for r in caplog.records) == 3
     view = json.loads(CliRunner().invoke(main, ["--config", str(config), "feeds", "--json"]).output)
     assert (view["effective_interval"], view["interval"], view["overflows"]) == (240, 960, 3)
-    relaxed = []
-    for _ in range(3):  # 5 new per poll: it keeps up again
-        clock.now = only_feed(rt).next_check_at or clock.now
-        top += 5
-        server.route(
-            "/feed",
-            body=rss(server.base, range(top - 19, top + 1), newest=clock.now, spacing=10),
-            headers=RSS_TYPE,
-        )
-        poll_due(rt)
-        row = only_feed(rt)
-        relaxed.append(row.next_check_at - clock.now if row.next_check_at else None)
+    relaxed = [grow_and_poll(5) for _ in range(3)]  # 5 new per poll: it keeps up again
     assert relaxed == [8 * 60, 16 * 60, 16 * 60]
     assert only_feed(rt).effective_interval is None
 

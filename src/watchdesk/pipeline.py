@@ -30,6 +30,7 @@ from .ingest import (
     fetch_feed,
     parse_feed,
 )
+from .language import fts_tokens
 from .matching import Matcher
 from .models import (
     Article,
@@ -51,7 +52,6 @@ from .schedule import (
     Schedule,
     after_failure,
     after_success,
-    effective_interval,
     health_incident,
 )
 from .store import entries as entry_store
@@ -179,7 +179,11 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
         for entry, article, alerts in zip(new, articles, may_alert, strict=True)
     ]
 
-    probes = [probe(article.title, article.text) if ctx.stories.enabled else None for article in articles]
+    indexed = [fts_tokens(article.title, article.text) for article in articles]  # once: index and story
+    probes = [
+        probe(article.title, tokens.split()) if ctx.stories.enabled else None
+        for article, tokens in zip(articles, indexed, strict=True)
+    ]
     stored_at = ctx.clock()  # parsing, pages and matching took time: this is when they are stored
     last_entry_at = stored_at if new else feed.last_entry_at  # when we last saw something new
     changes.update(
@@ -189,11 +193,11 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     )
     outcome = Outcome(waiting, overflow, last_entry_at, feed.created_at)
     health = after_success(now, schedule, outcome, feed.effective_interval)
-    changes["effective_interval"] = _effective(schedule, feed.effective_interval, outcome)
+    changes["effective_interval"] = health.interval
     with ctx.db.atomic():
-        for (entry, article, hits, alerting), found in zip(matched, probes, strict=True):
+        for (entry, article, hits, alerting), tokens, found in zip(matched, indexed, probes, strict=True):
             entry_id = entry_store.insert_entry(
-                ctx.db, feed.id, entry, article, alerting=alerting, now=stored_at
+                ctx.db, feed.id, entry, article, alerting=alerting, now=stored_at, index_tokens=tokens
             )
             story = _story(ctx, entry_id, entry, feed, found, stored_at)
             summary.new_entries += 1
@@ -229,8 +233,9 @@ def _nothing_new(feed: feed_store.FeedRow, now: float, schedule: Schedule, chang
     """After an unchanged answer (304, or the same bytes): ok or stale, at its interval
     (a shortened one relaxing back)."""
     outcome = Outcome(0, False, feed.last_entry_at, feed.created_at)
-    changes["effective_interval"] = _effective(schedule, feed.effective_interval, outcome)
-    return after_success(now, schedule, outcome, feed.effective_interval)
+    health = after_success(now, schedule, outcome, feed.effective_interval)
+    changes["effective_interval"] = health.interval
+    return health
 
 
 def record_crash(ctx: PollContext, feed: feed_store.FeedRow, error: Exception) -> PollSummary:
@@ -247,11 +252,6 @@ def record_crash(ctx: PollContext, feed: feed_store.FeedRow, error: Exception) -
         _schedule(ctx, config),
         PollSummary(feeds=1),
     )
-
-
-def _effective(schedule: Schedule, effective: float | None, outcome: Outcome) -> float | None:
-    interval = effective_interval(schedule, effective, outcome)
-    return None if interval >= schedule.interval else interval
 
 
 def _overflowed(

@@ -180,16 +180,14 @@ class Runtime:
         """`poll --once`: every configured feed, then again those that left new entries
         waiting (over max_entries), until every new entry is in."""
         total = await self.poll_feeds(self.all_feeds())
-        rows = self.all_feeds()
         for _ in range(max_rounds):
-            rows = [row for row in rows if row.entries_waiting and row.status != "gone"]
+            rows = [row for row in self.all_feeds() if row.entries_waiting]
             if not rows:
                 break
             more = await self.poll_feeds(rows)
             total.add(more)
             total.feeds -= more.feeds  # the same feeds again: count each once
             total.entries_waiting = more.entries_waiting
-            rows = self.all_feeds()
         return total
 
     async def poll_one(self, row: feed_store.FeedRow) -> PollSummary:

@@ -34,6 +34,7 @@ class Health:
     last_error: str | None
     next_check_at: float | None  # None: not polled again (410 Gone)
     failing_since: float | None = None
+    interval: float | None = None  # after a success: a shortened interval, None for the configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ def after_success(
     stale = since > 0 and now - since >= schedule.stale_after
     status = FeedStatus.STALE if stale else FeedStatus.OK
     next_at = now + (min(DRAIN_SOON, interval) if outcome.waiting else interval)
-    return Health(status, 0, None, next_at)
+    return Health(status, 0, None, next_at, None, None if interval >= schedule.interval else interval)
 
 
 def effective_interval(schedule: Schedule, effective: float | None, outcome: Outcome) -> float:

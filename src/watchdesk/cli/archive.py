@@ -11,7 +11,7 @@ from ..notify.sanitize import one_line
 from ..store import hits as hit_store
 from ..store import open_db
 from ..store import stories as story_store
-from .common import load, since_option, when
+from .common import iso, load, since_option, when
 
 
 @click.command()
@@ -74,17 +74,10 @@ def hits(
         click.echo("no hits", err=True)
 
 
-def _iso(ts: float | None) -> str | None:
-    """An epoch time as ISO 8601 UTC, e.g. 2026-12-03T18:20:00Z (`hits --json`)."""
-    from datetime import UTC, datetime
-
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _digest_json(delivery: dict[str, Any]) -> dict[str, Any] | None:
     if delivery["digest_at"] is None:
         return None
-    return {"title": delivery["digest_title"], "window_end": _iso(delivery["digest_at"])}
+    return {"title": delivery["digest_title"], "window_end": iso(delivery["digest_at"])}
 
 
 def _hit_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +88,7 @@ def _hit_json(row: dict[str, Any]) -> dict[str, Any]:
             "channel": d["channel"],
             "status": d["status"],
             "outbox_id": d["outbox_id"],
-            "sent_at": _iso(d["sent_at"]),
+            "sent_at": iso(d["sent_at"]),
             "digest": _digest_json(d),
         }
         for d in row["deliveries"]
@@ -108,8 +101,8 @@ def _hit_json(row: dict[str, Any]) -> dict[str, Any]:
         "title": row["title"],
         "link": row["link"],
         "story": row["story"],
-        "published": _iso(row["published"]),
-        "created_at": _iso(row["created_at"]),
+        "published": iso(row["published"]),
+        "created_at": iso(row["created_at"]),
         "alerted": bool(alerted_to),
         "alerted_to": alerted_to,
         "duplicate_of": row["duplicate_of"],
@@ -164,7 +157,7 @@ def stories(ctx: click.Context, since: str, watchlist: str | None, limit: int, a
         if as_json:
             click.echo(
                 json.dumps(
-                    {**row, "first_seen": _iso(row["first_seen"]), "last_seen": _iso(row["last_seen"])},
+                    {**row, "first_seen": iso(row["first_seen"]), "last_seen": iso(row["last_seen"])},
                     ensure_ascii=False,
                 )
             )

@@ -58,6 +58,11 @@ def since_option(value: str | None) -> float | None:
         raise click.BadParameter(str(e)) from None
 
 
+def iso(ts: float | None) -> str | None:
+    """An epoch time as ISO 8601 UTC, e.g. 2026-12-03T18:20:00Z (the --json outputs)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def when(ts: float | None) -> str:
     if ts is None:
         return "-"

@@ -7,7 +7,6 @@ feed, or one removed from this one: the daemon with this config does not poll it
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlite_utils
@@ -15,16 +14,9 @@ import sqlite_utils
 from ..config import Config
 from ..schedule import ago
 from ..store import feeds as feed_store
+from .common import iso, when
 
 WEEK = 7 * 86400.0
-
-
-def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _short(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def feed_views(db: sqlite_utils.Database, config: Config, now: float) -> list[dict[str, Any]]:
@@ -39,7 +31,7 @@ def feed_views(db: sqlite_utils.Database, config: Config, now: float) -> list[di
         views.append(_view(row, interval, counts.get(row.id, 0), feed is not None, now))
     for url, feed in configured.items():
         if url not in seen:
-            views.append(_not_yet(url, feed.name, feed.interval or config.polling.interval))
+            views.append(_not_yet(url, feed.name, feed.interval or config.polling.interval, now))
     return sorted(views, key=lambda v: v["name"].casefold())
 
 
@@ -66,7 +58,7 @@ def _view(row: feed_store.FeedRow, interval: float, week: int, in_config: bool, 
         notes.append(row.last_error)
     elif row.malformed:
         notes.append(f"malformed: {row.malformed}")
-    next_text = "never (410 Gone)" if row.next_check_at is None else _short(row.next_check_at)
+    next_text = "never (410 Gone)" if row.next_check_at is None else when(row.next_check_at)[:16]
     return {
         "name": row.name,
         "url": row.url,
@@ -95,30 +87,12 @@ def _view(row: feed_store.FeedRow, interval: float, week: int, in_config: bool, 
     }
 
 
-def _not_yet(url: str, name: str, interval: float) -> dict[str, Any]:
+def _not_yet(url: str, name: str, interval: float, now: float) -> dict[str, Any]:
+    """A feed this config names that the database has no row for yet."""
+    row = feed_store.FeedRow(0, url, url, name, None, "new", *(None,) * 6, 0, None, None, None)
     return {
-        "name": name,
-        "url": url,
-        "config_url": url,
-        "in_config": True,
-        "status": "new",
-        "failing_since": None,
-        "consecutive_errors": 0,
-        "last_error": None,
-        "malformed": None,
-        "last_http_status": None,
-        "last_polled_at": None,
-        "last_success_at": None,
-        "last_entry_at": None,
-        "entries_7d": 0,
-        "entries_waiting": 0,
-        "overflows": 0,
-        "interval": interval,
-        "effective_interval": interval,
-        "next_check_at": None,
-        "health_alerted": None,
+        **_view(row, interval, 0, True, now),
         "since_text": "not in the database yet",
-        "interval_text": ago(interval),
         "next_check_text": "when run starts",
         "notes": "added to the config: `watchdesk run` (or a restart) starts polling it",
     }

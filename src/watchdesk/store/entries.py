@@ -35,7 +35,10 @@ def insert_entry(
     *,
     alerting: bool,
     now: float,
+    index_tokens: str | None = None,
 ) -> int:
+    """Store an entry and its search-index row; `index_tokens` is fts_tokens(title, text)
+    when the caller has it already."""
     cursor = db.execute(
         "INSERT INTO entries (feed_id, key, guid, link, title, summary, text, text_source, published, "
         "seen_at, alerting, canonical_url, text_note, language, page_title, page_date) "
@@ -62,7 +65,10 @@ def insert_entry(
     assert cursor.lastrowid is not None
     db.execute(
         "INSERT INTO entries_fts (rowid, tokens) VALUES (?, ?)",
-        [cursor.lastrowid, fts_tokens(article.title, article.text)],
+        [
+            cursor.lastrowid,
+            index_tokens if index_tokens is not None else fts_tokens(article.title, article.text),
+        ],
     )
     return cursor.lastrowid
 

@@ -71,7 +71,7 @@ def all_feeds(db: sqlite_utils.Database) -> list[FeedRow]:
 
 
 def status_counts(db: sqlite_utils.Database) -> dict[str, int]:
-    """How many polled (active) feeds are in each status: one indexed-free aggregate, no rows."""
+    """How many polled (active) feeds are in each status: one aggregate query, no rows read."""
     cursor = db.execute("SELECT status, COUNT(*) FROM feeds WHERE active = 1 GROUP BY status")
     return {status: count for status, count in cursor.fetchall()}
 
