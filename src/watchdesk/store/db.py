@@ -232,12 +232,15 @@ def without_fsync(db: sqlite_utils.Database) -> Iterator[None]:
         db.execute("PRAGMA synchronous=FULL")
 
 
-def open_db(path: Path | str) -> sqlite_utils.Database:
-    """Open (creating if needed) and migrate the database at `path`."""
+def open_db(path: Path | str, *, threaded: bool = False) -> sqlite_utils.Database:
+    """Open (creating if needed) and migrate the database at `path`.
+
+    `threaded`: the connection is handed to one store thread (store/engine.py) and used
+    only there; sqlite3's same-thread check would refuse that hand-over."""
     try:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30.0)
+        conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=not threaded)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA foreign_keys=ON")
