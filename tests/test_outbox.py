@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from watchdesk.store.engine import Store
 from watchdesk.models import Alert, DeliveryResult
 from watchdesk.notify.console import ConsoleChannel, render
 from watchdesk.outbox import MAX_ATTEMPTS, Drainer, retry_delay
@@ -79,7 +80,7 @@ def test_delivered_once_and_marked_sent(db) -> None:  # type: ignore[no-untyped-
     enqueue(db, "k1")
     enqueue(db, "k2", title="second")
     receiver = Receiver("remote")
-    drainer = Drainer(db, {"remote": receiver}, Clock(), lambda: 0.0)
+    drainer = Drainer(Store(db), {"remote": receiver}, Clock(), lambda: 0.0)
     assert asyncio.run(drainer.drain()).sent == 2
     assert asyncio.run(drainer.drain()).sent == 0
     assert [a.title for a in receiver.received] == ["t", "second"]
@@ -91,7 +92,7 @@ def test_transient_failure_retries_with_backoff_then_delivers(db) -> None:  # ty
     enqueue(db, "k1")
     clock = Clock()
     receiver = Receiver("remote", [DeliveryResult(False, "451 try later"), DeliveryResult(False, "timeout")])
-    drainer = Drainer(db, {"remote": receiver}, clock, lambda: 0.0)
+    drainer = Drainer(Store(db), {"remote": receiver}, clock, lambda: 0.0)
     assert asyncio.run(drainer.drain()).retrying == 1
     row = outbox_store.list_rows(db)[0]
     assert (row.status, row.attempts, row.last_error) == ("pending", 1, "451 try later")
@@ -112,7 +113,7 @@ def test_retry_after_is_honoured(db) -> None:  # type: ignore[no-untyped-def]
     enqueue(db, "k1")
     clock = Clock()
     receiver = Receiver("remote", [DeliveryResult(False, "429", retry_after=900)])
-    asyncio.run(Drainer(db, {"remote": receiver}, clock, lambda: 0.0).drain())
+    asyncio.run(Drainer(Store(db), {"remote": receiver}, clock, lambda: 0.0).drain())
     assert outbox_store.list_rows(db)[0].next_attempt_at == clock.now + 900
 
 
@@ -120,7 +121,7 @@ def test_permanent_failure_is_dead_visible_and_retryable(db) -> None:  # type: i
     enqueue(db, "k1")
     clock = Clock()
     receiver = Receiver("remote", [DeliveryResult(False, "550 no such user", permanent=True)])
-    drainer = Drainer(db, {"remote": receiver}, clock, lambda: 0.0)
+    drainer = Drainer(Store(db), {"remote": receiver}, clock, lambda: 0.0)
     assert asyncio.run(drainer.drain()).dead == 1
     dead = outbox_store.list_rows(db, "dead")
     assert len(dead) == 1 and dead[0].last_error == "550 no such user"
@@ -132,7 +133,7 @@ def test_too_many_attempts_go_dead(db) -> None:  # type: ignore[no-untyped-def]
     enqueue(db, "k1")
     clock = Clock()
     receiver = Receiver("remote", [DeliveryResult(False, "down")] * MAX_ATTEMPTS)
-    drainer = Drainer(db, {"remote": receiver}, clock, lambda: 0.0)
+    drainer = Drainer(Store(db), {"remote": receiver}, clock, lambda: 0.0)
     for _ in range(MAX_ATTEMPTS):
         clock.now += 10 * 3600
         asyncio.run(drainer.drain())
@@ -147,7 +148,7 @@ def test_a_failing_channel_is_tried_once_per_round_and_others_still_deliver(db) 
     enqueue(db, "good", channel="console")
     stream = io.StringIO()
     failing = Receiver("remote", [DeliveryResult(False, "connection refused")] * 10)
-    drainer = Drainer(db, {"remote": failing, "console": ConsoleChannel(stream=stream)}, Clock(), lambda: 0.0)
+    drainer = Drainer(Store(db), {"remote": failing, "console": ConsoleChannel(stream=stream)}, Clock(), lambda: 0.0)
     summary = asyncio.run(drainer.drain())
     assert (summary.sent, summary.retrying) == (1, 1)
     assert "[watchdesk] opioids: t" in stream.getvalue()
@@ -155,7 +156,7 @@ def test_a_failing_channel_is_tried_once_per_round_and_others_still_deliver(db) 
 
 def test_rows_for_an_unconfigured_channel_go_dead_with_the_reason(db) -> None:  # type: ignore[no-untyped-def]
     enqueue(db, "k1", channel="removed")
-    asyncio.run(Drainer(db, {}, Clock(), lambda: 0.0).drain())
+    asyncio.run(Drainer(Store(db), {}, Clock(), lambda: 0.0).drain())
     assert outbox_store.list_rows(db, "dead")[0].last_error == "channel 'removed' is not configured"
 
 
@@ -183,7 +184,7 @@ def test_rows_of_an_unavailable_channel_wait_pending(db) -> None:  # type: ignor
     enqueue(db, "k1", channel="desk")
     enqueue(db, "k2", channel="remote")
     receiver = Receiver("remote")
-    drainer = Drainer(db, {"remote": receiver}, Clock(), lambda: 0.0, {"desk": "password: env:X is not set"})
+    drainer = Drainer(Store(db), {"remote": receiver}, Clock(), lambda: 0.0, {"desk": "password: env:X is not set"})
     assert asyncio.run(drainer.drain()).sent == 1
     assert [(r.channel, r.status, r.attempts) for r in outbox_store.list_rows(db, "pending")] == [
         ("desk", "pending", 0)
@@ -196,7 +197,7 @@ def test_every_attempt_is_recorded(db) -> None:  # type: ignore[no-untyped-def]
     receiver = Receiver(
         "remote", [DeliveryResult(False, "451 try later"), DeliveryResult(True, "250 queued")]
     )
-    drainer = Drainer(db, {"remote": receiver}, clock, lambda: 0.0)
+    drainer = Drainer(Store(db), {"remote": receiver}, clock, lambda: 0.0)
     asyncio.run(drainer.drain())
     clock.now += 3600
     asyncio.run(drainer.drain())

@@ -2,8 +2,9 @@
 
 - poll tick: start a task for every due feed not already in flight (never waits on them);
 - drain tick: deliver due outbox rows (also run at once after a poll queued alerts);
-- SIGTERM/SIGINT: stop ticking, let in-flight polls finish (each commits in one
-  transaction, so one cut short is simply polled again), close cleanly;
+- SIGTERM/SIGINT: stop ticking, let in-flight polls and the delivery in flight finish
+  and be recorded (within STOP_GRACE; a poll cut short is simply polled again, and a
+  delivery is never cut between its channel accepting it and its `sent` mark), close;
 - SIGHUP, and any change in the watchlists folder: reload watchlists, keeping the last
   good ones when a file is broken;
 - under systemd (sdnotify): READY=1 once ticking, STATUS= with feed and outbox health,
@@ -52,13 +53,14 @@ class Daemon:
         self._woken = False
         self.notifier = notifier if notifier is not None else Notifier()
         self.last_poll_tick = time.monotonic()
+        self._reported: asyncio.Task[None] | None = None  # the STATUS after a reload
 
     async def poll_tick(self) -> None:
         if self.stopping.is_set():
             return
         try:
             self.rt.reload_watchlists()
-            for row in self.rt.due_feeds():
+            for row in await self.rt.due():
                 if row.id not in self.in_flight:
                     task = asyncio.create_task(self._poll(row), name=f"poll:{row.name}")
                     self.in_flight[row.id] = task
@@ -92,11 +94,14 @@ class Daemon:
         self.notifier.reloading()
         self.rt.reload_watchlists(force=True)
         self.rt.retry_unavailable_channels()
-        self.notifier.ready(self._status())
+        self._reported = asyncio.create_task(self._ready(), name="reloaded")
 
-    def _status(self) -> str:
+    async def _ready(self) -> None:
+        self.notifier.ready(await self._status())
+
+    async def _status(self) -> str:
         try:
-            return self.rt.status_line()
+            return await self.rt.status()
         except Exception as e:  # the status line must never stop the daemon
             return f"status unavailable: {type(e).__name__}"
 
@@ -106,7 +111,7 @@ class Daemon:
         while not self.stopping.is_set():
             since = time.monotonic() - self.last_poll_tick
             if schedule_alive(since, interval):
-                self.notifier.send(WATCHDOG=1, STATUS=self._status())
+                self.notifier.send(WATCHDOG=1, STATUS=await self._status())
             else:
                 log.error("schedule_stalled seconds=%.0f (not pinging the watchdog)", since)
             with contextlib.suppress(TimeoutError):
@@ -146,29 +151,51 @@ class Daemon:
             len(self.rt.ctx.watchlists),
             self.rt.config.database,
         )
-        self.notifier.ready(self._status())
+        self.notifier.ready(await self._status())
         watchdog = None
         if self.notifier.watchdog_interval:
             watchdog = asyncio.create_task(self.watchdog(self.notifier.watchdog_interval), name="watchdog")
         await self.stopping.wait()
         self.notifier.stopping()
-        self.scheduler.shutdown(wait=False)
-        if self.in_flight:
-            log.info("daemon_stopping in_flight=%d", len(self.in_flight))
-            _done, pending = await asyncio.wait(list(self.in_flight.values()), timeout=STOP_GRACE)
-            for task in pending:
-                task.cancel()
-        async with self._draining:
-            pass
+        await self._wind_down()
         if watchdog is not None:
             await watchdog
         self.notifier.close()
         log.info("daemon_stopped")
 
+    async def _wind_down(self) -> None:
+        """No new tick starts; polls and the delivery in flight finish and are recorded
+        within STOP_GRACE (shutting the scheduler down first would cancel a drain between
+        a channel accepting an alert and its `sent` mark: a duplicate on every stop)."""
+        self.scheduler.pause()
+        deadline = asyncio.get_running_loop().time() + STOP_GRACE
+        if self.in_flight:
+            log.info("daemon_stopping in_flight=%d", len(self.in_flight))
+            _done, pending = await asyncio.wait(list(self.in_flight.values()), timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+        try:
+            async with asyncio.timeout_at(deadline):
+                async with self._draining:
+                    await self.rt.drainer.record_outcomes()
+        except TimeoutError:
+            log.error(
+                "daemon_stop_grace_over seconds=%.0f (a delivery still in flight is cut short)", STOP_GRACE
+            )
+        for channel, outcomes in self.rt.drainer.unrecorded.items():
+            log.error(
+                "delivery_not_recorded channel=%s outbox_ids=%s (sent, but the store refused the record: "
+                "sent once more after the restart)",
+                channel,
+                ",".join(str(i) for o in outcomes for i in o.ids),
+            )
+        self.scheduler.shutdown(wait=False)
+
     def stop(self, reason: str = "") -> None:
         if not self.stopping.is_set():
             log.info("daemon_stop_requested signal=%s", reason)
             self.stopping.set()
+            self.rt.drainer.stop_requested = True
 
 
 async def run_daemon(config: Config, stopped_early: Callable[[], str | None] = lambda: None) -> None:

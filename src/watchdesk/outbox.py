@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
@@ -31,6 +32,7 @@ from .schedule import ago
 from .store import feeds as feed_store
 from .store import outbox as outbox_store
 from .store import stories as story_store
+from .store.engine import Store
 from .web import canonical_url
 
 log = logging.getLogger(__name__)
@@ -180,9 +182,17 @@ def _utc(ts: float) -> str:
 
 
 class Drainer:
+    """Delivers due outbox rows through their channels, every store call off the loop.
+
+    A send whose outcome the store cannot record (a full disk, a database locked past
+    busy_timeout) is kept here and written again before anything else; until it is, its
+    channel sends nothing more, so a refusing store costs at most one unrecorded send per
+    channel, never the same alert again and again.
+    """
+
     def __init__(
         self,
-        db: sqlite_utils.Database,
+        store: Store,
         channels: Mapping[str, Channel],
         clock: Callable[[], float],
         random: Callable[[], float],
@@ -192,7 +202,7 @@ class Drainer:
         tz: ZoneInfo | None = None,
         health_notify: Sequence[str] = (),
     ):
-        self.db = db
+        self.store = store
         self.channels = channels
         self.clock = clock
         self.random = random
@@ -204,22 +214,26 @@ class Drainer:
         self.health_notify = tuple(health_notify)
         self.dead_alerted: set[str] = set()  # channels whose dead delivery was alerted (until one goes out)
         self.failing: set[str] = set()  # channels whose last attempt failed (reported once)
+        self.unrecorded: dict[str, list[Outcome]] = {}  # per channel, outcomes not yet written
+        self.stop_requested = False  # a clean stop: finish the send in flight, start no other
 
     async def drain(self, limit: int = 200) -> DrainSummary:
         summary = DrainSummary()
         failed_now: set[str] = set()  # one failure per channel per round; the rest wait
-        for rows in outbox_store.due_digests(self.db, self.clock(), skip_channels=self.unavailable):
+        held = await self.record_outcomes()
+        skip = {**self.unavailable, **dict.fromkeys(held, "outcome not recorded")}
+        for rows in await self.store.read(outbox_store.due_digests, self.clock(), skip_channels=skip):
             channel_name = rows[0].channel
-            if channel_name in failed_now:
+            if channel_name in failed_now or self.stop_requested:
                 continue
             title = rows[0].digest_title or "Digest"
             assert rows[0].digest_at is not None
-            alerts = self._with_outlets([r.alert for r in rows])
+            alerts = await self._with_outlets([r.alert for r in rows])
             message = Digest(title, tuple(alerts), capped=sum(r.capped for r in rows))
             key = digest_key(channel_name, rows[0].digest_at)
             await self._deliver(channel_name, rows, summary, failed_now, digest=message, key=key)
 
-        rows = outbox_store.due(self.db, self.clock(), limit, skip_channels=self.unavailable)
+        rows = await self.store.read(outbox_store.due, self.clock(), limit, skip_channels=skip)
         summary.more = len(rows) == limit
         by_channel: dict[str, list[outbox_store.OutboxRow]] = {}
         for row in rows:
@@ -229,28 +243,76 @@ class Drainer:
         await asyncio.gather(
             *(self._deliver_in_turn(name, queue, summary, failed_now) for name, queue in by_channel.items())
         )
-        summary.more = summary.more and not failed_now
+        summary.more = summary.more and not failed_now and not self.stop_requested
         return summary
+
+    async def record_outcomes(self) -> set[str]:
+        """Write the outcomes the store refused before, oldest first; the channels that
+        still have one unwritten (they send nothing until it is)."""
+        held: set[str] = set()
+        for channel, outcomes in list(self.unrecorded.items()):
+            while outcomes:
+                try:
+                    await self.store.write(outcomes[0].write)
+                except Exception as e:
+                    log.error(
+                        "delivery_not_recorded channel=%s outbox_id=%d error=%s (still held: nothing more "
+                        "is sent on this channel until the store takes the write)",
+                        channel,
+                        outcomes[0].ids[0],
+                        _store_error(e),
+                    )
+                    held.add(channel)
+                    break
+                outcomes.pop(0)
+            if not outcomes:
+                del self.unrecorded[channel]
+                log.warning(
+                    "delivery_recorded channel=%s (the store takes writes again; sending resumes)", channel
+                )
+        return held
+
+    async def _record(
+        self, channel: str, ids: Sequence[int], write: Callable[[sqlite_utils.Database], None]
+    ) -> bool:
+        """Write one delivery's outcome; if the store refuses, keep it to write later and
+        hold the channel. True when written."""
+        if channel not in self.unrecorded:
+            try:
+                await self.store.write(write)
+                return True
+            except Exception as e:
+                log.error(
+                    "delivery_not_recorded channel=%s outbox_id=%d error=%s (kept in memory and written "
+                    "once the store takes writes; this channel sends nothing more until then)",
+                    channel,
+                    ids[0],
+                    _store_error(e),
+                )
+        self.unrecorded.setdefault(channel, []).append(Outcome(tuple(ids), write))
+        return False
 
     async def _deliver_in_turn(
         self, channel: str, rows: list[outbox_store.OutboxRow], summary: DrainSummary, failed_now: set[str]
     ) -> None:
         for row in rows:
-            if channel in failed_now:
+            if channel in failed_now or channel in self.unrecorded or self.stop_requested:
                 return
-            if self._over_cap(channel):
+            if await self._over_cap(channel):
                 end = digest.next_hour(self.clock(), self.tz)
-                outbox_store.fold_into_digest(self.db, row.id, end, digest.title("capped", end, self.tz))
+                await self.store.write(
+                    outbox_store.fold_into_digest, row.id, end, digest.title("capped", end, self.tz)
+                )
                 summary.capped += 1
                 continue
             await self._deliver(channel, [row], summary, failed_now, key=row.idempotency_key)
 
-    def _with_outlets(self, alerts: list[Alert]) -> list[Alert]:
+    async def _with_outlets(self, alerts: list[Alert]) -> list[Alert]:
         """Each alert with the other outlets that carried its story by now ("also in")."""
         keyed = [a.story_key for a in alerts if a.kind == "hit" and a.story_key]
         if not keyed:
             return alerts
-        outlets = story_store.outlets(self.db, keyed)
+        outlets = await self.store.read(story_store.outlets, keyed)
         return [
             replace(a, also_in=tuple(o for o in outlets.get(a.story_key, ()) if o != a.outlet))
             if a.kind == "hit"
@@ -258,11 +320,11 @@ class Drainer:
             for a in alerts
         ]
 
-    def _over_cap(self, channel: str) -> bool:
+    async def _over_cap(self, channel: str) -> bool:
         cap = self.max_per_hour.get(channel)
         if cap is None:
             return False
-        return outbox_store.messages_sent_since(self.db, channel, self.clock() - 3600) >= cap
+        return await self.store.read(outbox_store.messages_sent_since, channel, self.clock() - 3600) >= cap
 
     async def _deliver(
         self,
@@ -277,18 +339,23 @@ class Drainer:
         ids = [r.id for r in rows]
         channel = self.channels.get(channel_name)
         if channel is None:
-            self._dead(rows, channel_name, f"channel {channel_name!r} is not configured", summary, 0.0)
+            await self._dead(rows, channel_name, f"channel {channel_name!r} is not configured", summary, 0.0)
             return
         started = time.perf_counter()
         if digest is not None:
             result: DeliveryResult = await channel.send_digest(digest, key=key)
         else:
-            result = await channel.send(self._with_outlets([rows[0].alert])[0], key=key)
+            alert = (await self._with_outlets([rows[0].alert]))[0]
+            result = await channel.send(alert, key=key)
         ms = (time.perf_counter() - started) * 1000
         now = self.clock()
         if result.ok:
-            outbox_store.mark_sent(self.db, ids, now, message=result.message, duration_ms=ms)
             summary.sent += len(ids)
+            await self._record(
+                channel_name,
+                ids,
+                partial(outbox_store.mark_sent, row_ids=ids, now=now, message=result.message, duration_ms=ms),
+            )
             self.dead_alerted.discard(channel_name)
             if channel_name in self.failing:
                 self.failing.discard(channel_name)
@@ -299,11 +366,22 @@ class Drainer:
             why = (
                 result.message if result.permanent else f"{attempts} attempts failed; last: {result.message}"
             )
-            self._dead(rows, channel_name, why, summary, ms)
+            await self._dead(rows, channel_name, why, summary, ms)
             return
         failed_now.add(channel_name)
         retry_at = now + retry_delay(attempts, self.random, result.retry_after)
-        outbox_store.mark_failed(self.db, ids, result.message, retry_at=retry_at, now=now, duration_ms=ms)
+        await self._record(
+            channel_name,
+            ids,
+            partial(
+                outbox_store.mark_failed,
+                row_ids=ids,
+                error=result.message,
+                retry_at=retry_at,
+                now=now,
+                duration_ms=ms,
+            ),
+        )
         summary.retrying += len(ids)
         if channel_name not in self.failing:
             self.failing.add(channel_name)
@@ -315,26 +393,56 @@ class Drainer:
                 result.message,
             )
 
-    def _dead(
+    async def _dead(
         self, rows: Sequence[outbox_store.OutboxRow], channel: str, why: str, summary: DrainSummary, ms: float
     ) -> None:
         ids = [r.id for r in rows]
         now = self.clock()
-        with self.db.atomic():  # the dead mark and its health alert: both or neither
-            outbox_store.mark_failed(self.db, ids, why, retry_at=None, now=now, duration_ms=ms)
-            alerts = [r for r in rows if r.alert.kind != "health"]  # a dead health alert alerts nobody
-            others = [c for c in self.health_notify if c != channel]
-            if alerts and others and channel not in self.dead_alerted:
-                self.dead_alerted.add(channel)  # one alert per channel until it delivers again
-                lead = alerts[0].alert
-                more = f" and {len(alerts) - 1} more" if len(alerts) > 1 else ""
-                detail = (
-                    f"The alert {lead.title!r} (watchlist {lead.watchlist}){more} could not be delivered "
-                    f"through channel {channel!r} and will not be retried: {why}. "
-                    f"`watchdesk outbox --status dead` lists it; `watchdesk outbox retry {ids[0]}` sends it again. "
-                    "Further deliveries that go dead on this channel are not alerted until one goes out."
-                )
-                alert = health_alert(f"delivery dead: {channel}", detail, about=channel, link=None, now=now)
-                queue_health(self.db, others, alert, f"dead:{ids[0]}", now)
+        alerts = [r for r in rows if r.alert.kind != "health"]  # a dead health alert alerts nobody
+        others = [c for c in self.health_notify if c != channel]
+        health = None
+        if alerts and others and channel not in self.dead_alerted:
+            self.dead_alerted.add(channel)  # one alert per channel until it delivers again
+            lead = alerts[0].alert
+            more = f" and {len(alerts) - 1} more" if len(alerts) > 1 else ""
+            detail = (
+                f"The alert {lead.title!r} (watchlist {lead.watchlist}){more} could not be delivered "
+                f"through channel {channel!r} and will not be retried: {why}. "
+                f"`watchdesk outbox --status dead` lists it; `watchdesk outbox retry {ids[0]}` sends it again. "
+                "Further deliveries that go dead on this channel are not alerted until one goes out."
+            )
+            health = health_alert(f"delivery dead: {channel}", detail, about=channel, link=None, now=now)
+        await self._record(
+            channel, ids, partial(_mark_dead, ids=ids, why=why, now=now, ms=ms, health=health, others=others)
+        )
         summary.dead += len(ids)
         log.error("delivery_dead channel=%s outbox_id=%d count=%d error=%s", channel, ids[0], len(ids), why)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A delivery's outcome waiting to be written: the rows, and the write itself."""
+
+    ids: tuple[int, ...]
+    write: Callable[[sqlite_utils.Database], None]
+
+
+def _mark_dead(
+    db: sqlite_utils.Database,
+    *,
+    ids: list[int],
+    why: str,
+    now: float,
+    ms: float,
+    health: Alert | None,
+    others: list[str],
+) -> None:
+    """The dead mark and its health alert: both or neither."""
+    with db.atomic():
+        outbox_store.mark_failed(db, ids, why, retry_at=None, now=now, duration_ms=ms)
+        if health is not None:
+            queue_health(db, others, health, f"dead:{ids[0]}", now)
+
+
+def _store_error(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -3,6 +3,10 @@
 fetch (conditional GET) -> skip if unchanged -> parse -> new entries only (at most
 max_entries, newest first; the rest wait for a poll within seconds) -> article text ->
 match -> ONE transaction: entries + hits + outbox + feed state and health (+ its alert)
+
+Nothing here blocks the event loop: parsing and extraction run in worker processes,
+matching and tokenising in a thread, and every store call through the Store's threads
+(store/engine.py), whose sync halves (`_commit`, `_update`) take the connection.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from .store import feeds as feed_store
 from .store import hits as hit_store
 from .store import stories as story_store
 from .store import without_fsync
+from .store.engine import Store
 from .stories import DEFAULT_SIMILARITY, SIGNATURE_VERSION, similarity
 from .stories.probe import TITLE_WINDOW, Probe, probe
 from .web import canonical_url
@@ -66,6 +71,10 @@ from .web import canonical_url
 log = logging.getLogger(__name__)
 
 PARSE_DEADLINE = 30.0
+
+
+def TRUSTED_TMP(ctx: Any) -> dict[str, bool]:  # noqa: N802  until fetch_feed takes trusted=
+    return {"trusted": True} if ctx.trust_feed_urls else {}
 ALL_ENTRIES = 1_000_000  # parse_feed keeps them all: new ones are told from known ones first
 
 
@@ -73,7 +82,7 @@ ALL_ENTRIES = 1_000_000  # parse_feed keeps them all: new ones are told from kno
 class PollContext:
     """What polling needs, built once from the config (see runtime.py)."""
 
-    db: sqlite_utils.Database
+    store: Store
     pool: HttpPool
     cpu: CpuPool
     matcher: Matcher
@@ -85,6 +94,9 @@ class PollContext:
     random: Callable[[], float]
     fetcher: ArticleFetcher | None = None  # None: match on the feed's own text only
     tz: ZoneInfo = ZoneInfo("UTC")  # of digest windows
+    trust_feed_urls: bool = (
+        False  # [network] trust_config_feeds: the written URL skips the guard (not its redirects)
+    )
     health: HealthConfig = HealthConfig()
     stories: StoriesConfig = StoriesConfig()
 
@@ -105,7 +117,7 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     # With entries waiting, ask for the body again unconditionally: they are in it.
     etag, modified = (None, None) if feed.entries_waiting else (feed.etag, feed.last_modified)
     result: FetchResult = await fetch_feed(
-        ctx.pool, feed.url, etag=etag, last_modified=modified, limits=ctx.limits
+        ctx.pool, feed.url, etag=etag, last_modified=modified, limits=ctx.limits, **TRUSTED_TMP(ctx)
     )
     now = ctx.clock()
     changes: dict[str, Any] = {"last_polled_at": now}
@@ -118,16 +130,16 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
         changes.update(last_http_status=304)
         if not feed.entries_waiting:
             changes.update(etag=result.etag, last_modified=result.last_modified)
-        _save(ctx, feed, config, changes, _nothing_new(feed, now, schedule, changes))
+        await _save(ctx, feed, config, changes, _nothing_new(feed, now, schedule, changes))
         return summary
     if isinstance(result, FetchFailed):
-        return _failed(ctx, feed, config, result, changes, schedule, summary)
+        return await _failed(ctx, feed, config, result, changes, schedule, summary)
 
     body_hash = hashlib.sha256(result.body).hexdigest()
     if body_hash == feed.body_hash:
         summary.unchanged = 1
         changes.update(last_http_status=200, etag=result.etag, last_modified=result.last_modified)
-        _save(ctx, feed, config, changes, _nothing_new(feed, now, schedule, changes))
+        await _save(ctx, feed, config, changes, _nothing_new(feed, now, schedule, changes))
         return summary
 
     try:
@@ -141,15 +153,15 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
         )
     except Exception as e:  # WorkerFailed, or anything parse_feed raised: the feed's error, never a crash
         failure = FetchFailed(FailureKind.MALFORMED, f"parsing failed: {type(e).__name__}: {e}", 200)
-        return _failed(ctx, feed, config, failure, changes, schedule, summary)
+        return await _failed(ctx, feed, config, failure, changes, schedule, summary)
     if not parsed.entries and not parsed.version:
         reason = parsed.malformed or "no entries"
         failure = FetchFailed(FailureKind.MALFORMED, f"not a feed: {reason}", 200)
-        return _failed(ctx, feed, config, failure, changes, schedule, summary)
+        return await _failed(ctx, feed, config, failure, changes, schedule, summary)
 
     summary.fetched = 1
     changes.update(last_http_status=200, malformed=parsed.malformed, title=parsed.title)
-    known = entry_store.existing_keys(ctx.db, feed.id, [e.key for e in parsed.entries])
+    known = await ctx.store.read(entry_store.existing_keys, feed.id, [e.key for e in parsed.entries])
     unseen = [e for e in parsed.entries if e.key not in known]  # newest first (parse_feed's order)
     new, waiting = unseen[: ctx.polling.max_entries], len(unseen) - min(len(unseen), ctx.polling.max_entries)
     if waiting and feed.entries_waiting and waiting >= feed.entries_waiting:  # drained, yet no fewer wait
@@ -162,7 +174,7 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
         waiting = 0
     if not waiting:  # everything in this body is in: the next poll may skip it
         changes.update(etag=result.etag, last_modified=result.last_modified, body_hash=body_hash)
-    overflow = _overflowed(ctx, feed, parsed.entries, known)
+    overflow = await _overflowed(ctx, feed, parsed.entries, known)
     first_backlog = feed.last_success_at is None and feed.backfill_before is None
     alert_after = _alert_after(config, ctx.polling, feed, now) if first_backlog else feed.backfill_before
     changes["backfill_before"] = alert_after if waiting and alert_after is not None else None
@@ -174,16 +186,10 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
             for entry, alerts in zip(new, may_alert, strict=True)
         )
     )
-    matched = [
-        (entry, article, ctx.matcher.match(article, feed_name=config.name, feed_tags=config.tags), alerts)
-        for entry, article, alerts in zip(new, articles, may_alert, strict=True)
-    ]
-
-    indexed = [fts_tokens(article.title, article.text) for article in articles]  # once: index and story
-    probes = [
-        probe(article.title, tokens.split()) if ctx.stories.enabled else None
-        for article, tokens in zip(articles, indexed, strict=True)
-    ]
+    loop = asyncio.get_running_loop()
+    matched, indexed, probes = await loop.run_in_executor(
+        None, _analyse, ctx.matcher, config, new, list(articles), may_alert, ctx.stories.enabled
+    )
     stored_at = ctx.clock()  # parsing, pages and matching took time: this is when they are stored
     last_entry_at = stored_at if new else feed.last_entry_at  # when we last saw something new
     changes.update(
@@ -194,18 +200,9 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     outcome = Outcome(waiting, overflow, last_entry_at, feed.created_at)
     health = after_success(now, schedule, outcome, feed.effective_interval)
     changes["effective_interval"] = health.interval
-    with ctx.db.atomic():
-        for (entry, article, hits, alerting), tokens, found in zip(matched, indexed, probes, strict=True):
-            entry_id = entry_store.insert_entry(
-                ctx.db, feed.id, entry, article, alerting=alerting, now=stored_at, index_tokens=tokens
-            )
-            story = _story(ctx, entry_id, entry, feed, found, stored_at)
-            summary.new_entries += 1
-            for hit in hits:
-                _store_hit(ctx, story.key, entry_id, article, hit, alerting, stored_at, summary)
-        if matched and ctx.stories.enabled:
-            story_store.prune(ctx.db, stored_at - ctx.stories.window, stored_at - TITLE_WINDOW)
-        _update(ctx, feed, config, changes, health)
+    await ctx.store.write(
+        _commit, ctx, feed, config, matched, indexed, probes, stored_at, changes, health, summary
+    )
     summary.entries_waiting = waiting
     if waiting:
         log.warning(
@@ -238,12 +235,71 @@ def _nothing_new(feed: feed_store.FeedRow, now: float, schedule: Schedule, chang
     return health
 
 
-def record_crash(ctx: PollContext, feed: feed_store.FeedRow, error: Exception) -> PollSummary:
+Matched = list[tuple[ParsedEntry, Article, list[Hit], bool]]
+
+
+def _analyse(
+    matcher: Matcher,
+    config: FeedConfig,
+    new: list[ParsedEntry],
+    articles: list[Article],
+    may_alert: list[bool],
+    stories: bool,
+) -> tuple[Matched, list[str], list[Probe | None]]:
+    """Match, tokenise for the search index, and sign for stories: CPU work, run in a
+    thread (a slow watchlist never stalls the loop). Tokens are computed once per entry."""
+    matched: Matched = [
+        (entry, article, matcher.match(article, feed_name=config.name, feed_tags=config.tags), alerts)
+        for entry, article, alerts in zip(new, articles, may_alert, strict=True)
+    ]
+    indexed = [fts_tokens(article.title, article.text) for article in articles]
+    probes = [
+        probe(article.title, tokens.split()) if stories else None
+        for article, tokens in zip(articles, indexed, strict=True)
+    ]
+    return matched, indexed, probes
+
+
+def _commit(
+    db: sqlite_utils.Database,
+    ctx: PollContext,
+    feed: feed_store.FeedRow,
+    config: FeedConfig,
+    matched: Matched,
+    indexed: list[str],
+    probes: list[Probe | None],
+    stored_at: float,
+    changes: dict[str, Any],
+    health: Health,
+    summary: PollSummary,
+) -> None:
+    """The poll's one transaction (on the store's writer thread): entries, their stories,
+    hits, alerts, and the feed's state and health."""
+    counted = PollSummary()
+    with db.atomic():
+        for (entry, article, hits, alerting), tokens, found in zip(matched, indexed, probes, strict=True):
+            entry_id = entry_store.insert_entry(
+                db, feed.id, entry, article, alerting=alerting, now=stored_at, index_tokens=tokens
+            )
+            story = _story(db, ctx, entry_id, entry, feed, found, stored_at)
+            counted.new_entries += 1
+            for hit in hits:
+                _store_hit(db, ctx, story.key, entry_id, article, hit, alerting, stored_at, counted)
+        if matched and ctx.stories.enabled:
+            story_store.prune(db, stored_at - ctx.stories.window, stored_at - TITLE_WINDOW)
+        _update(db, ctx, feed, config, changes, health)
+    # Counted only once committed: a transaction that failed stored nothing.
+    summary.new_entries += counted.new_entries
+    summary.hits += counted.hits
+    summary.alerts_queued += counted.alerts_queued
+
+
+async def record_crash(ctx: PollContext, feed: feed_store.FeedRow, error: BaseException) -> PollSummary:
     """A bug of ours while polling this feed: recorded as its error, retried with backoff
     (not every tick), so `watchdesk feeds` and the health alerts see it."""
     config = ctx.feeds[feed.config_url]
     failure = FetchFailed(FailureKind.INTERNAL, f"internal error: {type(error).__name__}: {error}")
-    return _failed(
+    return await _failed(
         ctx,
         feed,
         config,
@@ -254,7 +310,7 @@ def record_crash(ctx: PollContext, feed: feed_store.FeedRow, error: Exception) -
     )
 
 
-def _overflowed(
+async def _overflowed(
     ctx: PollContext, feed: feed_store.FeedRow, entries: tuple[ParsedEntry, ...], known: set[str]
 ) -> bool:
     """Every entry new although the feed had entries before, and the oldest dated entry
@@ -264,7 +320,7 @@ def _overflowed(
         return False
     if any(e.published is None for e in entries):
         return False
-    newest_stored = feed_store.newest_published(ctx.db, feed.id)
+    newest_stored = await ctx.store.read(feed_store.newest_published, feed.id)
     if newest_stored is None:
         return False
     return min(e.published.timestamp() for e in entries if e.published) > newest_stored
@@ -283,12 +339,29 @@ async def _article(ctx: PollContext, config: FeedConfig, entry: ParsedEntry, *, 
         return article_from_entry(entry, config.name)
     if not fetch_page:
         return article_from_entry(entry, config.name, "outside the backfill window: page not fetched")
-    stored = entry_store.stored_page_text(ctx.db, entry.link)
+    stored = await ctx.store.read(entry_store.stored_page_text, entry.link)
     if stored is not None:  # the same story, already extracted for another feed
         return replace(
             stored, title=entry.title, url=entry.link, outlet=config.name, published=entry.published
         )
-    return await fetch_article(ctx.fetcher, ctx.cpu, entry, config.name)
+    try:
+        return await fetch_article(ctx.fetcher, ctx.cpu, entry, config.name)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the poll itself is being cancelled
+        # A worker pool torn down under this page (its deadline, or a crash): this
+        # entry's failure, never the poll's.
+        return article_from_entry(
+            entry, config.name, "page extraction was cancelled: the feed's text is used"
+        )
+    except Exception as e:  # a bug or an odd failure in one page: that entry keeps the feed's text
+        log.warning(
+            "article_failed feed=%s link=%s error=%s: %s", config.name, entry.link, type(e).__name__, e
+        )
+        return article_from_entry(
+            entry, config.name, f"page failed ({type(e).__name__}): the feed's text is used"
+        )
 
 
 def _is_alerting(entry: ParsedEntry, alert_after: float | None) -> bool:
@@ -316,6 +389,7 @@ def _alert_after(
 
 
 def _story(
+    db: sqlite_utils.Database,
     ctx: PollContext,
     entry_id: int,
     entry: ParsedEntry,
@@ -326,26 +400,28 @@ def _story(
     """The story this entry belongs to: an earlier entry's with the same canonical URL, else
     (stories enabled) one whose text is nearly the same within the window, or for a teaser
     one with the same title within 48 h; else a new story keyed as alerts always were."""
-    story = story_store.by_url(ctx.db, canonical_url(entry.link), entry_id) if entry.link else None
+    story = story_store.by_url(db, canonical_url(entry.link), entry_id) if entry.link else None
     if story is None and found is not None:
-        story = _similar(ctx, found, feed.id, now)
+        story = _similar(db, ctx, found, feed.id, now)
     if story is None:
         key = story_key(entry.link, feed.config_url, entry.key)
-        story = story_store.new_story(ctx.db, key, entry.title, now)
+        story = story_store.new_story(db, key, entry.title, now)
     signature = (SIGNATURE_VERSION, found.signature, found.band_keys) if found and found.signature else None
     title = found.title if found else None
-    story_store.join(ctx.db, entry_id, feed.id, story, now, signature=signature, title=title)
+    story_store.join(db, entry_id, feed.id, story, now, signature=signature, title=title)
     return story
 
 
-def _similar(ctx: PollContext, found: Probe, feed_id: int, now: float) -> story_store.Story | None:
+def _similar(
+    db: sqlite_utils.Database, ctx: PollContext, found: Probe, feed_id: int, now: float
+) -> story_store.Story | None:
     """Precision first: only another feed's entry whose stored signature confirms it."""
     if found.signature is None:
-        return story_store.by_title(ctx.db, found.title, now - TITLE_WINDOW, feed_id) if found.title else None
+        return story_store.by_title(db, found.title, now - TITLE_WINDOW, feed_id) if found.title else None
     threshold = ctx.stories.similarity or DEFAULT_SIMILARITY
     best: tuple[float, story_store.Story] | None = None
     for candidate in story_store.candidates(
-        ctx.db, found.band_keys, SIGNATURE_VERSION, now - ctx.stories.window, feed_id
+        db, found.band_keys, SIGNATURE_VERSION, now - ctx.stories.window, feed_id
     ):
         score = similarity(found.signature, candidate.signature)
         if score >= threshold and (best is None or score > best[0]):
@@ -354,6 +430,7 @@ def _similar(ctx: PollContext, found: Probe, feed_id: int, now: float) -> story_
 
 
 def _store_hit(
+    db: sqlite_utils.Database,
     ctx: PollContext,
     story: str,
     entry_id: int,
@@ -365,20 +442,20 @@ def _store_hit(
 ) -> None:
     """Store a hit and, for an alerting entry, queue its alerts; `alerted` is set only when
     something was queued (a second feed's copy of a story already alerted queues nothing)."""
-    hit_id = hit_store.insert_hit(ctx.db, entry_id, hit, alerted=False, now=now)
+    hit_id = hit_store.insert_hit(db, entry_id, hit, alerted=False, now=now)
     if hit_id is None:
         return
     summary.hits += 1
     watchlist = ctx.watchlists.get(hit.watchlist)
     if not alerting or watchlist is None:
         return
-    queued = queue_alerts(ctx.db, watchlist, story, article, hit, hit_id, now, ctx.tz)
+    queued = queue_alerts(db, watchlist, story, article, hit, hit_id, now, ctx.tz)
     if queued:
-        hit_store.mark_alerted(ctx.db, hit_id)
+        hit_store.mark_alerted(db, hit_id)
         summary.alerts_queued += queued
 
 
-def _failed(
+async def _failed(
     ctx: PollContext,
     feed: feed_store.FeedRow,
     config: FeedConfig,
@@ -392,7 +469,7 @@ def _failed(
     changes["last_http_status"] = failure.status
     if failure.kind is FailureKind.MALFORMED:
         changes["malformed"] = failure.message
-    _save(ctx, feed, config, changes, health)
+    await _save(ctx, feed, config, changes, health)
     summary.failed = 1
     summary.errors.append(f"{config.name}: {health.last_error}")
     next_at = (
@@ -412,16 +489,32 @@ def _failed(
     return summary
 
 
-def _save(
+async def _save(
     ctx: PollContext, feed: feed_store.FeedRow, config: FeedConfig, changes: dict[str, Any], health: Health
 ) -> None:
     """Commit a poll that stored no entries: feed state, and any health alert it raised."""
-    with without_fsync(ctx.db):
-        _update(ctx, feed, config, changes, health)
+    await ctx.store.write(_save_now, ctx, feed, config, changes, health)
+
+
+def _save_now(
+    db: sqlite_utils.Database,
+    ctx: PollContext,
+    feed: feed_store.FeedRow,
+    config: FeedConfig,
+    changes: dict[str, Any],
+    health: Health,
+) -> None:
+    with without_fsync(db):
+        _update(db, ctx, feed, config, changes, health)
 
 
 def _update(
-    ctx: PollContext, feed: feed_store.FeedRow, config: FeedConfig, changes: dict[str, Any], health: Health
+    db: sqlite_utils.Database,
+    ctx: PollContext,
+    feed: feed_store.FeedRow,
+    config: FeedConfig,
+    changes: dict[str, Any],
+    health: Health,
 ) -> None:
     """The feed's state after this poll, and its health alert (once per incident), in the
     caller's transaction."""
@@ -440,11 +533,11 @@ def _update(
                 link=feed.url,
                 now=now,
             )
-            queue_health(ctx.db, ctx.health.notify, alert, f"feed:{feed.config_url}:{incident}:{now}", now)
+            queue_health(db, ctx.health.notify, alert, f"feed:{feed.config_url}:{incident}:{now}", now)
             log.warning("feed_health feed=%s incident=%s", config.name, incident)
         changes["health_alerted"] = alerted
     feed_store.update_feed(
-        ctx.db,
+        db,
         feed.id,
         {
             **changes,

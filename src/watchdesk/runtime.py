@@ -22,8 +22,8 @@ from .notify import Channel, ChannelNotAvailable, build_channel
 from .outbox import Drainer, DrainSummary
 from .pipeline import PollContext, record_crash, refresh_feed
 from .store import feeds as feed_store
-from .store import open_db
 from .store import outbox as outbox_store
+from .store.engine import Store
 
 WORKER_MEMORY_LIMIT = 1536 * 2**20  # address space of one parse/extract worker
 
@@ -58,23 +58,14 @@ class Runtime:
     ):
         self.config = config
         self.clock = clock
-        self.db = open_db(config.database)
+        self.store = Store.open(config.database)
+        self.db = self.store.db  # for tools and tests, on their own thread while nothing else runs
         feed_store.sync_feeds(self.db, [(f.url, f.name) for f in config.feeds if f.enabled], clock())
         net = config.network
-        # Links found inside feeds always go through the guard; the feed URLs the operator
-        # wrote may skip it when [network] trust_config_feeds is set.
+        # Everything goes through the guard; with [network] trust_config_feeds only the
+        # feed URLs the operator wrote skip it (their redirects do not: fetch_feed trusted=).
         self.pool = HttpPool(
             concurrency=net.concurrency, per_host=net.per_host, user_agent=net.user_agent, allow=net.allow
-        )
-        self.feed_pool = (
-            HttpPool(
-                concurrency=net.concurrency,
-                per_host=net.per_host,
-                user_agent=net.user_agent,
-                any_address=True,
-            )
-            if net.trust_config_feeds
-            else self.pool
         )
         self.cpu = CpuPool(memory_limit=WORKER_MEMORY_LIMIT)
         page_limits = Limits(
@@ -89,8 +80,8 @@ class Runtime:
             extract_timeout=config.polling.extract_timeout,
         )
         self.ctx = PollContext(
-            db=self.db,
-            pool=self.feed_pool,
+            store=self.store,
+            pool=self.pool,
             cpu=self.cpu,
             matcher=compile_matcher(config.watchlists),
             watchlists={w.name: w for w in config.watchlists},
@@ -103,12 +94,13 @@ class Runtime:
             tz=ZoneInfo(config.timezone),
             health=config.health,
             stories=config.stories,
+            trust_feed_urls=net.trust_config_feeds,
         )
         self.unavailable: dict[str, str] = {}
         self.channels = channels if channels is not None else self._build_channels()
         caps = {name: c.max_per_hour for name, c in config.channels.items() if c.max_per_hour}
         self.drainer = Drainer(
-            self.db,
+            self.store,
             self.channels,
             clock,
             rand,
@@ -118,6 +110,10 @@ class Runtime:
             health_notify=config.health.notify,
         )
         self.unconfigured: set[int] = set()  # feed rows with no config here, logged once each
+        # Feeds whose poll could not be recorded (the store refused the write): not
+        # dispatched again before this time, so a stuck store is not met with a re-fetch
+        # of every such feed on every tick.
+        self.held: dict[int, tuple[float, float]] = {}  # feed id -> (until, the wait that was set)
         self.watchlist_state = WatchlistState(signature=folder_signature(config.watchlists_dir))
 
     def _build_channels(self) -> dict[str, Channel]:
@@ -179,9 +175,9 @@ class Runtime:
     async def poll_everything(self, max_rounds: int = 1000) -> PollSummary:
         """`poll --once`: every configured feed, then again those that left new entries
         waiting (over max_entries), until every new entry is in."""
-        total = await self.poll_feeds(self.all_feeds())
+        total = await self.poll_feeds(await self.feeds_to_poll())
         for _ in range(max_rounds):
-            rows = [row for row in self.all_feeds() if row.entries_waiting]
+            rows = [row for row in await self.feeds_to_poll() if row.entries_waiting]
             if not rows:
                 break
             more = await self.poll_feeds(rows)
@@ -200,34 +196,67 @@ class Runtime:
                 log.warning("feed_not_configured feed=%s feed_url=%s (not polled)", row.name, row.config_url)
             return PollSummary()
         try:
-            return await refresh_feed(self.ctx, row)
-        except Exception as e:  # a bug must not stop the other feeds
+            summary = await refresh_feed(self.ctx, row)
+        except Exception as e:  # a bug, or the store refusing the poll's write: never the other feeds'
             log.exception("feed_crashed feed=%s feed_url=%s", row.name, row.url)
             try:
-                return record_crash(self.ctx, feed_store.get_feed(self.db, row.id), e)
-            except Exception:  # the store itself failing: the next tick tries again
-                log.exception("feed_crash_not_recorded feed=%s", row.name)
-            summary = PollSummary(feeds=1, failed=1)
-            summary.errors.append(f"{row.name}: internal error: {type(e).__name__}: {e}")
-            return summary
+                current = await self.store.read(feed_store.get_feed, row.id)
+                summary = await record_crash(self.ctx, current, e)
+            except Exception as store_error:  # the store refuses writes: hold the feed back here
+                self._hold(row, store_error)
+                summary = PollSummary(feeds=1, failed=1)
+                summary.errors.append(f"{row.name}: internal error: {type(e).__name__}: {e}")
+                return summary
+        self.held.pop(row.id, None)
+        return summary
 
+    def _hold(self, row: feed_store.FeedRow, error: Exception) -> None:
+        """A poll whose outcome could not be recorded still has a next check time: kept
+        here (doubling, up to max_backoff) until the store takes writes again."""
+        config = self.ctx.feeds[row.config_url]
+        base = min(config.interval or self.config.polling.interval, 60.0)
+        _until, last = self.held.get(row.id, (0.0, base / 2))
+        wait = min(2 * last, max(base, self.config.polling.max_backoff))
+        self.held[row.id] = (self.clock() + wait, wait)
+        log.error(
+            "feed_poll_not_recorded feed=%s error=%s: %s (the store refuses writes; next try in %.0fs)",
+            row.name,
+            type(error).__name__,
+            error,
+            wait,
+        )
+
+    async def due(self) -> list[feed_store.FeedRow]:
+        """Due feeds, read off the loop; those held back after an unrecorded poll wait."""
+        now = self.clock()
+        rows = await self.store.read(feed_store.due_feeds, now)
+        return [row for row in rows if self.held.get(row.id, (0.0, 0.0))[0] <= now]
+
+    async def feeds_to_poll(self) -> list[feed_store.FeedRow]:
+        """The feeds this config polls (gone ones are not polled again), read off the loop."""
+        return self._polled(await self.store.read(feed_store.all_feeds))
+
+    def _polled(self, rows: list[feed_store.FeedRow]) -> list[feed_store.FeedRow]:
+        return [row for row in rows if row.status != "gone" and row.config_url in self.ctx.feeds]
+
+    # For tools and tests: the same views read on the caller's thread, while nothing runs.
     def due_feeds(self) -> list[feed_store.FeedRow]:
         return feed_store.due_feeds(self.db, self.clock())
 
     def all_feeds(self) -> list[feed_store.FeedRow]:
-        """The feeds this config polls (gone ones are not polled again)."""
-        return [
-            row
-            for row in feed_store.all_feeds(self.db)
-            if row.status != "gone" and row.config_url in self.ctx.feeds
-        ]
+        return self._polled(feed_store.all_feeds(self.db))
 
     def status_line(self) -> str:
+        return self._status_line(feed_store.status_counts(self.db), outbox_store.counts(self.db))
+
+    async def status(self) -> str:
         """One line for `systemctl status`: feed health and what waits in the outbox.
-        Counts only (an aggregate query), never every feed row."""
-        statuses = feed_store.status_counts(self.db)
+        Counts only (aggregate queries, off the loop), never every feed row."""
+        statuses = await self.store.read(feed_store.status_counts)
+        return self._status_line(statuses, await self.store.read(outbox_store.counts))
+
+    def _status_line(self, statuses: dict[str, int], counts: dict[str, int]) -> str:
         feeds = sum(statuses.values()) - statuses.get("gone", 0)
-        counts = outbox_store.counts(self.db)
         watchlists = "watchlists broken, last good kept; " if self.watchlist_state.broken else ""
         health = f"{statuses.get('failing', 0)} failing, {statuses.get('stale', 0)} stale"
         if statuses.get("gone"):
@@ -242,9 +271,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.pool.aclose()
-        if self.feed_pool is not self.pool:
-            await self.feed_pool.aclose()
         for channel in self.channels.values():
             await channel.aclose()
         self.cpu.close()
-        self.db.close()
+        await asyncio.to_thread(self.store.close)  # a write in progress commits first

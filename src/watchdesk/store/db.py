@@ -232,7 +232,7 @@ def without_fsync(db: sqlite_utils.Database) -> Iterator[None]:
         db.execute("PRAGMA synchronous=FULL")
 
 
-def open_db(path: Path | str, *, threaded: bool = False) -> sqlite_utils.Database:
+def open_db(path: Path | str, *, threaded: bool = True) -> sqlite_utils.Database:
     """Open (creating if needed) and migrate the database at `path`.
 
     `threaded`: the connection is handed to one store thread (store/engine.py) and used
