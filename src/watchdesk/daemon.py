@@ -1,6 +1,10 @@
-"""`watchdesk run`: APScheduler fires two ticks; the schedule itself lives in SQLite.
+"""`watchdesk run`: a dispatcher starts polls; APScheduler fires the drain tick; the
+schedule itself lives in the store (feeds.next_check_at).
 
-- poll tick: start a task for every due feed not already in flight (never waits on them);
+- dispatcher: starts due feeds, longest due first, as in-flight slots free up (no cap on
+  polls per tick: a catch-up of 100,000 feeds runs as fast as the network allows), reading
+  due feeds a page at a time; then sleeps until the next feed falls due, a slot frees up,
+  or POLL_TICK at most. Every store read runs off the loop;
 - drain tick: deliver due outbox rows (also run at once after a poll queued alerts);
 - SIGTERM/SIGINT: stop ticking, let in-flight polls and the delivery in flight finish
   and be recorded (within STOP_GRACE; a poll cut short is simply polled again, and a
@@ -32,7 +36,10 @@ from .store import feeds as feed_store
 
 log = logging.getLogger(__name__)
 
-POLL_TICK = 5.0  # seconds between looks at feeds.next_check_at
+POLL_TICK = 5.0  # the dispatcher's longest sleep between looks at feeds.next_check_at
+SLOTS_PER_CONNECTION = 4  # polls in flight per [network] concurrency (each waits on its turn)
+MIN_SLOTS = 64
+WATCH_EVERY = 2.0  # seconds between looks at the watchlists folder for changes
 DRAIN_TICK = 2.0
 STOP_GRACE = 45.0  # how long in-flight polls may take to finish on SIGTERM
 STALLED_AFTER = 4 * POLL_TICK  # no poll tick for this long: stop pinging systemd's watchdog
@@ -54,19 +61,42 @@ class Daemon:
         self.notifier = notifier if notifier is not None else Notifier()
         self.last_poll_tick = time.monotonic()
         self._reported: asyncio.Task[None] | None = None  # the STATUS after a reload
+        self.slots = max(MIN_SLOTS, SLOTS_PER_CONNECTION * runtime.config.network.concurrency)
+        self._slot_freed = asyncio.Event()
+        self._folder_checked = 0.0  # when the watchlists folder was last looked at
 
-    async def poll_tick(self) -> None:
-        if self.stopping.is_set():
-            return
+    async def dispatch(self) -> None:
+        """Poll ticks back to back, each sleeping as long as nothing can start."""
+        while not self.stopping.is_set():
+            wait = await self.poll_tick()
+            self._slot_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), timeout=wait)
+
+    async def poll_tick(self) -> float:
+        """Start due feeds into the free slots; how long to sleep before the next look."""
+        wait = POLL_TICK
         try:
-            self.rt.reload_watchlists()
-            for row in await self.rt.due():
-                if row.id not in self.in_flight:
-                    task = asyncio.create_task(self._poll(row), name=f"poll:{row.name}")
-                    self.in_flight[row.id] = task
+            if time.monotonic() - self._folder_checked >= WATCH_EVERY:
+                self._folder_checked = time.monotonic()
+                await asyncio.to_thread(self.rt.reload_watchlists)  # the old ones serve meanwhile
+            free = self.slots - len(self.in_flight)
+            if free > 0:
+                rows = await self.rt.due(limit=free, in_flight=self.in_flight.keys())
+                for row in rows:
+                    if self.stopping.is_set():
+                        break
+                    self.in_flight[row.id] = asyncio.create_task(self._poll(row), name=f"poll:{row.name}")
+                if len(rows) == free:
+                    return POLL_TICK  # all slots busy: woken as soon as one frees up
+            next_at = await self.rt.next_due_at(in_flight=self.in_flight.keys())
+            if next_at is not None:
+                wait = min(POLL_TICK, max(0.0, next_at - self.rt.clock()))
         except Exception:
             log.exception("poll_tick_failed")
-        self.last_poll_tick = time.monotonic()
+        finally:
+            self.last_poll_tick = time.monotonic()
+        return wait
 
     async def _poll(self, row: feed_store.FeedRow) -> None:
         try:
@@ -75,6 +105,7 @@ class Daemon:
                 self.scheduler.modify_job("drain", next_run_time=datetime.now().astimezone())
         finally:
             self.in_flight.pop(row.id, None)
+            self._slot_freed.set()
 
     async def drain_tick(self) -> None:
         if self._draining.locked():
@@ -92,11 +123,14 @@ class Daemon:
 
     def reload(self) -> None:
         self.notifier.reloading()
-        self.rt.reload_watchlists(force=True)
-        self.rt.retry_unavailable_channels()
-        self._reported = asyncio.create_task(self._ready(), name="reloaded")
+        self._reported = asyncio.create_task(self._reload(), name="reload")
 
-    async def _ready(self) -> None:
+    async def _reload(self) -> None:
+        try:
+            await asyncio.to_thread(self.rt.reload_watchlists, force=True)  # off the loop
+            self.rt.retry_unavailable_channels()
+        except Exception:
+            log.exception("reload_failed")
         self.notifier.ready(await self._status())
 
     async def _status(self) -> str:
@@ -126,15 +160,6 @@ class Daemon:
         if early:
             self.stop(f"{early} (during start-up)")
         self.scheduler.add_job(
-            self.poll_tick,
-            "interval",
-            seconds=POLL_TICK,
-            id="poll",
-            next_run_time=datetime.now().astimezone(),
-            max_instances=1,
-            coalesce=True,
-        )
-        self.scheduler.add_job(
             self.drain_tick,
             "interval",
             seconds=DRAIN_TICK,
@@ -144,6 +169,7 @@ class Daemon:
             coalesce=True,
         )
         self.scheduler.start()
+        dispatcher = asyncio.create_task(self.dispatch(), name="dispatcher")
         feeds = len(self.rt.config.feeds)
         log.info(
             "daemon_started feeds=%d watchlists=%d database=%s",
@@ -157,6 +183,8 @@ class Daemon:
             watchdog = asyncio.create_task(self.watchdog(self.notifier.watchdog_interval), name="watchdog")
         await self.stopping.wait()
         self.notifier.stopping()
+        self._slot_freed.set()
+        await dispatcher
         await self._wind_down()
         if watchdog is not None:
             await watchdog

@@ -75,6 +75,8 @@ PARSE_DEADLINE = 30.0
 
 def TRUSTED_TMP(ctx: Any) -> dict[str, bool]:  # noqa: N802  until fetch_feed takes trusted=
     return {"trusted": True} if ctx.trust_feed_urls else {}
+
+
 ALL_ENTRIES = 1_000_000  # parse_feed keeps them all: new ones are told from known ones first
 
 

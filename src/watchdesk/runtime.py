@@ -9,7 +9,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -226,11 +226,24 @@ class Runtime:
             wait,
         )
 
-    async def due(self) -> list[feed_store.FeedRow]:
-        """Due feeds, read off the loop; those held back after an unrecorded poll wait."""
+    async def due(self, limit: int = 1000, in_flight: Collection[int] = ()) -> list[feed_store.FeedRow]:
+        """Up to `limit` due feeds, read off the loop: not those in flight, held back after
+        an unrecorded poll, or not configured here."""
         now = self.clock()
-        rows = await self.store.read(feed_store.due_feeds, now)
-        return [row for row in rows if self.held.get(row.id, (0.0, 0.0))[0] <= now]
+        skip = {*in_flight, *self.unconfigured, *self._holding(now)}
+        return await self.store.read(feed_store.due_feeds, now, limit, skip=skip)
+
+    async def next_due_at(self, in_flight: Collection[int] = ()) -> float | None:
+        """When the next feed falls due (a hold running out included); None: never."""
+        now = self.clock()
+        holding = self._holding(now)
+        skip = {*in_flight, *self.unconfigured, *holding}
+        found = await self.store.read(feed_store.next_due_at, skip=skip)
+        ends = [self.held[i][0] for i in holding if i not in in_flight]
+        return min([found, *ends]) if found is not None else min(ends, default=None)
+
+    def _holding(self, now: float) -> list[int]:
+        return [feed_id for feed_id, (until, _wait) in self.held.items() if until > now]
 
     async def feeds_to_poll(self) -> list[feed_store.FeedRow]:
         """The feeds this config polls (gone ones are not polled again), read off the loop."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -58,12 +59,27 @@ def sync_feeds(db: sqlite_utils.Database, feeds: Sequence[tuple[str, str]], now:
             )
 
 
-def due_feeds(db: sqlite_utils.Database, now: float, limit: int = 1000) -> list[FeedRow]:
+def due_feeds(
+    db: sqlite_utils.Database, now: float, limit: int = 1000, *, skip: Collection[int] = ()
+) -> list[FeedRow]:
+    """The `limit` feeds due longest, by next_check_at (an index); `skip`: ids left out
+    (polls in flight, feeds held back), passed as one JSON parameter whatever their number."""
     return _rows(
         db,
-        "active = 1 AND next_check_at IS NOT NULL AND next_check_at <= ? ORDER BY next_check_at LIMIT ?",
-        [now, limit],
+        "active = 1 AND next_check_at IS NOT NULL AND next_check_at <= ? "
+        "AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_check_at LIMIT ?",
+        [now, json.dumps(sorted(skip)), limit],
     )
+
+
+def next_due_at(db: sqlite_utils.Database, *, skip: Collection[int] = ()) -> float | None:
+    """When the next feed (not in `skip`) falls due; None when none ever will."""
+    row = db.execute(
+        "SELECT next_check_at FROM feeds WHERE active = 1 AND next_check_at IS NOT NULL "
+        "AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_check_at LIMIT 1",
+        [json.dumps(sorted(skip))],
+    ).fetchone()
+    return row[0] if row else None
 
 
 def all_feeds(db: sqlite_utils.Database) -> list[FeedRow]:
