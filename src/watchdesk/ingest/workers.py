@@ -104,6 +104,8 @@ class CpuPool:
         self._memory_limit = memory_limit
         self._pool: ProcessPoolExecutor | None = None
         self._generation = 0  # bumped each time the pool is killed
+        self._turn_loop: asyncio.AbstractEventLoop | None = None
+        self._turn = asyncio.Semaphore(self._workers)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -116,32 +118,46 @@ class CpuPool:
         return self._pool
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float, **kwargs: Any) -> T:
-        """fn(*args, **kwargs) in a worker, within `timeout` seconds.
+        """fn(*args, **kwargs) in a worker, within `timeout` seconds of its start.
 
-        Killing the pool for one task's overrun also ends the tasks running beside it;
-        those are not at fault, so each is started again once on the fresh pool.
+        Tasks wait for a free worker here, not in the executor's queue: the deadline
+        counts from when the task starts, so a burst of 10,000 pages in one poll waits its
+        turn instead of passing its deadline in the queue. Killing the pool for one task's
+        overrun also ends the tasks running beside it; those are not at fault, so each is
+        started again once on the fresh pool.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         for attempt in (1, 2):
-            executor = self._executor()
-            generation = self._generation
-            future = loop.run_in_executor(executor, partial(fn, *args, **kwargs))
-            try:
-                async with asyncio.timeout_at(deadline):
-                    return await future
-            except TimeoutError:
-                self._kill(generation)
-                raise WorkerFailed(f"took longer than {timeout:g}s") from None
-            except BrokenProcessPool:
-                killed_for_another = self._generation != generation
-                self._kill(generation)
-                if killed_for_another and attempt == 1:
-                    continue
-                raise WorkerFailed("the worker died (out of memory or crashed)") from None
-            except MemoryError:
-                raise WorkerFailed("the worker ran out of memory") from None
+            async with self._turns():
+                executor = self._executor()
+                generation = self._generation
+                future = loop.run_in_executor(executor, partial(fn, *args, **kwargs))
+                try:
+                    async with asyncio.timeout(timeout):
+                        return await future
+                except TimeoutError:
+                    self._kill(generation)
+                    raise WorkerFailed(f"took longer than {timeout:g}s") from None
+                except (BrokenProcessPool, asyncio.CancelledError) as e:
+                    task = asyncio.current_task()
+                    if isinstance(e, asyncio.CancelledError) and task is not None and task.cancelling():
+                        raise  # the caller is being cancelled: not the pool's doing
+                    # The pool died or was killed (its futures cancelled) under this task.
+                    killed_for_another = self._generation != generation
+                    self._kill(generation)
+                    if killed_for_another and attempt == 1:
+                        continue
+                    raise WorkerFailed("the worker died (out of memory or crashed)") from None
+                except MemoryError:
+                    raise WorkerFailed("the worker ran out of memory") from None
         raise AssertionError("unreachable")
+
+    def _turns(self) -> asyncio.Semaphore:
+        """One turn per worker, made in the running loop (a pool may outlive one loop)."""
+        loop = asyncio.get_running_loop()
+        if self._turn_loop is not loop:
+            self._turn_loop, self._turn = loop, asyncio.Semaphore(self._workers)
+        return self._turn
 
     def _kill(self, generation: int) -> None:
         """Kill the pool of `generation` (if it is still the current one) and its processes."""
