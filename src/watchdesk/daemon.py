@@ -9,8 +9,10 @@ schedule itself lives in the store (feeds.next_check_at).
 - SIGTERM/SIGINT: stop ticking, let in-flight polls and the delivery in flight finish
   and be recorded (within STOP_GRACE; a poll cut short is simply polled again, and a
   delivery is never cut between its channel accepting it and its `sent` mark), close;
-- SIGHUP, and any change in the watchlists folder: reload watchlists, keeping the last
-  good ones when a file is broken;
+- SIGHUP, and any change of watchdesk.toml: reload the whole config (feeds, channels,
+  settings, watchlists), loaded and checked off the loop; a broken edit keeps the
+  running config and is logged as file:line. A change in the watchlists folder reloads
+  the watchlists, keeping the last good ones when a file is broken;
 - under systemd (sdnotify): READY=1 once ticking, STATUS= with feed and outbox health,
   RELOADING=1 around SIGHUP, STOPPING=1; with WatchdogSec=, WATCHDOG=1 only while the
   poll tick keeps running, so a daemon whose schedule stalled is restarted, not left
@@ -64,7 +66,8 @@ class Daemon:
         self._reported: asyncio.Task[None] | None = None  # the STATUS after a reload
         self.slots = max(MIN_SLOTS, SLOTS_PER_CONNECTION * runtime.config.network.concurrency)
         self._slot_freed = asyncio.Event()
-        self._folder_checked = 0.0  # when the watchlists folder was last looked at
+        self._folder_checked = 0.0  # when the config file and watchlists folder were last looked at
+        self._reloading = asyncio.Lock()  # one reload at a time (SIGHUP, a file changed)
 
     async def dispatch(self) -> None:
         """Poll ticks back to back, each sleeping as long as nothing can start."""
@@ -80,7 +83,11 @@ class Daemon:
         try:
             if time.monotonic() - self._folder_checked >= WATCH_EVERY:
                 self._folder_checked = time.monotonic()
-                await asyncio.to_thread(self.rt.reload_watchlists)  # the old ones serve meanwhile
+                async with self._reloading:
+                    if self.rt.config_changed():  # watchdesk.toml edited: everything
+                        await self.rt.reload_config()
+                    else:  # the old watchlists serve while the new ones load
+                        await asyncio.to_thread(self.rt.reload_watchlists)
             free = self.slots - len(self.in_flight)
             if free > 0:
                 rows = await self.rt.due(limit=free, in_flight=self.in_flight.keys())
@@ -127,11 +134,15 @@ class Daemon:
         self._reported = asyncio.create_task(self._reload(), name="reload")
 
     async def _reload(self) -> None:
+        """SIGHUP: the whole config again (loaded and checked off the loop); a broken one
+        keeps the running config. Channels whose secrets did not resolve are tried again."""
         try:
-            await asyncio.to_thread(self.rt.reload_watchlists, force=True)  # off the loop
-            self.rt.retry_unavailable_channels()
+            async with self._reloading:
+                if await self.rt.reload_config() is None:
+                    self.rt.retry_unavailable_channels()
         except Exception:
             log.exception("reload_failed")
+        self._slot_freed.set()  # feeds added are due now
         self.notifier.ready(await self._status())
 
     async def _status(self) -> str:

@@ -10,13 +10,15 @@ import logging
 import random
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .config import Config, load_watchlists
+from .config import Config, load_config, load_watchlists
+from .config.changes import ConfigChanges, diff
+from .errors import ConfigError
 from .ingest import ArticleFetcher, CpuPool, HttpPool, Limits, RobotsCache
-from .matching import compile_matcher
+from .matching import Matcher, compile_matcher
 from .models import PollSummary, Watchlist
 from .notify import Channel, ChannelNotAvailable, build_channel
 from .outbox import Drainer, DrainSummary
@@ -39,12 +41,39 @@ class WatchlistState:
     problems: list[str] = field(default_factory=list)
 
 
+def file_signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
 def folder_signature(folder: Path) -> tuple[tuple[str, float, int], ...]:
     try:
         files = sorted(folder.glob("*.toml"))
         return tuple((f.name, f.stat().st_mtime, f.stat().st_size) for f in files)
     except OSError:
         return ()
+
+
+def _feed_limits(config: Config) -> Limits:
+    net = config.network
+    return Limits(timeout=net.timeout, max_bytes=net.max_feed_bytes, max_redirects=net.max_redirects)
+
+
+def _caps(config: Config) -> dict[str, int]:
+    return {name: c.max_per_hour for name, c in config.channels.items() if c.max_per_hour}
+
+
+def _sooner(old: Config, new: Config) -> list[tuple[str, float]]:
+    """Feeds whose interval got shorter with the new config: (url, new interval)."""
+    before = {f.url: f.interval or old.polling.interval for f in old.feeds}
+    return [
+        (f.url, interval)
+        for f in new.feeds
+        if f.enabled and f.url in before and (interval := f.interval or new.polling.interval) < before[f.url]
+    ]
 
 
 class Runtime:
@@ -61,24 +90,9 @@ class Runtime:
         self.store = Store.open(config.database)
         self.db = self.store.db  # for tools and tests, on their own thread while nothing else runs
         feed_store.sync_feeds(self.db, [(f.url, f.name) for f in config.feeds if f.enabled], clock())
-        net = config.network
-        # Everything goes through the guard; with [network] trust_config_feeds only the
-        # feed URLs the operator wrote skip it (their redirects do not: fetch_feed trusted=).
-        self.pool = HttpPool(
-            concurrency=net.concurrency, per_host=net.per_host, user_agent=net.user_agent, allow=net.allow
-        )
         self.cpu = CpuPool(memory_limit=WORKER_MEMORY_LIMIT)
-        page_limits = Limits(
-            timeout=net.timeout, max_bytes=net.max_page_bytes, max_redirects=net.max_redirects
-        )
-        robots = RobotsCache(self.pool, page_limits, clock) if net.robots else None
-        fetcher = ArticleFetcher(
-            self.pool,
-            page_limits,
-            robots=robots,
-            per_host_delay=net.per_host_delay,
-            extract_timeout=config.polling.extract_timeout,
-        )
+        self.pool, fetcher = self._networking(config)
+        self._retired_pools: list[HttpPool] = []  # replaced by a reload; closed at the end
         self.ctx = PollContext(
             store=self.store,
             pool=self.pool,
@@ -87,25 +101,24 @@ class Runtime:
             watchlists={w.name: w for w in config.watchlists},
             feeds={f.url: f for f in config.feeds},
             polling=config.polling,
-            limits=Limits(timeout=net.timeout, max_bytes=net.max_feed_bytes, max_redirects=net.max_redirects),
+            limits=_feed_limits(config),
             clock=clock,
             random=rand,
             fetcher=fetcher,
             tz=ZoneInfo(config.timezone),
             health=config.health,
             stories=config.stories,
-            trust_feed_urls=net.trust_config_feeds,
+            trust_feed_urls=config.network.trust_config_feeds,
         )
         self.unavailable: dict[str, str] = {}
         self.channels = channels if channels is not None else self._build_channels()
-        caps = {name: c.max_per_hour for name, c in config.channels.items() if c.max_per_hour}
         self.drainer = Drainer(
             self.store,
             self.channels,
             clock,
             rand,
             self.unavailable,
-            max_per_hour=caps,
+            max_per_hour=_caps(config),
             tz=self.ctx.tz,
             health_notify=config.health.notify,
         )
@@ -115,16 +128,125 @@ class Runtime:
         # of every such feed on every tick.
         self.held: dict[int, tuple[float, float]] = {}  # feed id -> (until, the wait that was set)
         self.watchlist_state = WatchlistState(signature=folder_signature(config.watchlists_dir))
+        self.config_signature = file_signature(config.path)  # of the config last loaded (or tried)
 
-    def _build_channels(self) -> dict[str, Channel]:
+    def _networking(self, config: Config) -> tuple[HttpPool, ArticleFetcher]:
+        """The HTTP pool and article fetcher [network] and [polling] ask for. Everything
+        goes through the guard; with trust_config_feeds only the feed URLs the operator
+        wrote skip it (their redirects do not: fetch_feed trusted=)."""
+        net = config.network
+        pool = HttpPool(
+            concurrency=net.concurrency, per_host=net.per_host, user_agent=net.user_agent, allow=net.allow
+        )
+        page_limits = Limits(
+            timeout=net.timeout, max_bytes=net.max_page_bytes, max_redirects=net.max_redirects
+        )
+        robots = RobotsCache(pool, page_limits, self.clock) if net.robots else None
+        fetcher = ArticleFetcher(
+            pool,
+            page_limits,
+            robots=robots,
+            per_host_delay=net.per_host_delay,
+            extract_timeout=config.polling.extract_timeout,
+        )
+        return pool, fetcher
+
+    def _build_channels(self, names: Collection[str] | None = None) -> dict[str, Channel]:
         channels: dict[str, Channel] = {}
         for name, channel_config in self.config.channels.items():
+            if names is not None and name not in names:
+                continue
             try:
                 channels[name] = build_channel(channel_config)
+                self.unavailable.pop(name, None)
             except ChannelNotAvailable as e:
                 self.unavailable[name] = str(e)
                 log.error("channel_unavailable channel=%s error=%s (its alerts wait in the outbox)", name, e)
         return channels
+
+    def load_new_config(self) -> tuple[Config, Matcher] | None:
+        """The config file read again and its matcher compiled (run in a thread: the
+        running config serves meanwhile); None, with every problem logged as file:line,
+        when it does not load."""
+        self.config_signature = file_signature(self.config.path)  # a broken edit is said once
+        try:
+            config = load_config(self.config.path, check_secrets=False)
+        except ConfigError as e:
+            for problem in e.problems:
+                log.error("config_invalid problem=%s (keeping the running config)", problem)
+            return None
+        except Exception as e:  # an unreadable file, or a bug: the running config stays
+            log.error("config_invalid problem=%s: %s (keeping the running config)", type(e).__name__, e)
+            return None
+        return config, compile_matcher(config.watchlists)
+
+    def config_changed(self) -> bool:
+        return file_signature(self.config.path) != self.config_signature
+
+    async def reload_config(self) -> ConfigChanges | None:
+        """Load the config file again off the loop and take it over; None when it did not
+        load (the running config stays, its problems logged)."""
+        prepared = await asyncio.to_thread(self.load_new_config)
+        if prepared is None:
+            return None
+        changes = await self.reconfigure(*prepared)
+        self.retry_unavailable_channels()
+        return changes
+
+    async def reconfigure(self, new: Config, matcher: Matcher) -> ConfigChanges:
+        """Take over a reloaded config: feeds (added ones due now, removed ones kept with
+        their history but not polled, moved ones keeping theirs), channels, [polling],
+        [network], [health], [stories], timezone and watchlists. Polls in flight finish
+        with what they started with."""
+        old = self.config
+        changes = diff(old, new)
+        for setting in changes.needs_restart:
+            log.warning(
+                "config_restart_needed setting=%s (the running daemon keeps %s until it is restarted)",
+                setting,
+                getattr(old, setting),
+            )
+        new = replace(new, database=old.database)
+        feeds = [f for f in new.feeds if f.enabled]
+        await self.store.write(
+            feed_store.reconfigure_feeds,
+            [(f.url, f.name) for f in feeds],
+            self.clock(),
+            moved=[(a.url, b.url) for a, b in changes.feeds_moved],
+            sooner=_sooner(old, new),
+        )
+        self.config = new
+        if (
+            "network" in changes.sections_changed
+            or old.polling.extract_timeout != new.polling.extract_timeout
+        ):
+            self._retired_pools.append(self.pool)
+            self.pool, self.ctx.fetcher = self._networking(new)
+            self.ctx.pool = self.pool
+        self.ctx.limits = _feed_limits(new)
+        self.ctx.trust_feed_urls = new.network.trust_config_feeds
+        self.ctx.polling, self.ctx.health, self.ctx.stories = new.polling, new.health, new.stories
+        self.ctx.tz = self.drainer.tz = ZoneInfo(new.timezone)
+        self.ctx.feeds = {f.url: f for f in new.feeds}
+        self.ctx.matcher, self.ctx.watchlists = matcher, {w.name: w for w in new.watchlists}
+        self.watchlist_state = WatchlistState(signature=folder_signature(new.watchlists_dir))
+        self.unconfigured.clear()  # said again, once, for any row still not configured
+        await self._swap_channels(changes)
+        self.drainer.max_per_hour = _caps(new)
+        self.drainer.health_notify = tuple(new.health.notify)
+        log.info("config_reloaded %s", changes.summary())
+        return changes
+
+    async def _swap_channels(self, changes: ConfigChanges) -> None:
+        for name in (*changes.channels_removed, *changes.channels_changed):
+            channel = self.channels.pop(name, None)
+            self.unavailable.pop(name, None)
+            self.drainer.unavailable.pop(name, None)
+            if channel is not None:
+                await channel.aclose()
+        built = self._build_channels({*changes.channels_added, *changes.channels_changed})
+        self.channels.update(built)  # the drainer's own mapping: it sends through them at once
+        self.drainer.unavailable.update({n: self.unavailable[n] for n in self.unavailable})
 
     def retry_unavailable_channels(self) -> None:
         """A channel that could not be built at start (a secret that did not resolve) is
@@ -283,7 +405,8 @@ class Runtime:
         return await self.drainer.drain()
 
     async def aclose(self) -> None:
-        await self.pool.aclose()
+        for pool in (*self._retired_pools, self.pool):
+            await pool.aclose()
         for channel in self.channels.values():
             await channel.aclose()
         self.cpu.close()

@@ -59,6 +59,34 @@ def sync_feeds(db: sqlite_utils.Database, feeds: Sequence[tuple[str, str]], now:
             )
 
 
+def reconfigure_feeds(
+    db: sqlite_utils.Database,
+    feeds: Sequence[tuple[str, str]],
+    now: float,
+    *,
+    moved: Sequence[tuple[str, str]] = (),
+    sooner: Sequence[tuple[str, float]] = (),
+) -> None:
+    """A reloaded config's feeds, in one transaction: `moved` (old URL, new URL) keep their
+    row and history, their validators forgotten and due now; then sync_feeds (new feeds
+    due now, removed ones kept but not polled); `sooner` (URL, interval): feeds whose
+    interval got shorter are due no later than their last poll plus the new interval."""
+    with db.atomic():
+        for old, new in moved:
+            db.execute(
+                "UPDATE feeds SET config_url = ?, url = ?, etag = NULL, last_modified = NULL, body_hash = NULL, "
+                "next_check_at = ? WHERE config_url = ? AND NOT EXISTS (SELECT 1 FROM feeds WHERE config_url = ?)",
+                [new, new, now, old, new],
+            )
+        sync_feeds(db, feeds, now)
+        for url, interval in sooner:
+            db.execute(
+                "UPDATE feeds SET next_check_at = MIN(next_check_at, COALESCE(last_polled_at, 0) + ?) "
+                "WHERE config_url = ? AND next_check_at IS NOT NULL",
+                [interval, url],
+            )
+
+
 def due_feeds(
     db: sqlite_utils.Database, now: float, limit: int = 1000, *, skip: Collection[int] = ()
 ) -> list[FeedRow]:
