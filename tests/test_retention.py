@@ -97,7 +97,7 @@ def test_hits_and_deliveries_after_their_cutoff(tmp_path: Path, server: LocalSer
 
 def test_incremental_vacuum_gives_space_back(tmp_path: Path) -> None:
     db = open_db(tmp_path / "watchdesk.db")
-    assert retention.convert_to_incremental(db) is True
+    assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # a new database is made so
     assert retention.convert_to_incremental(db) is False
     db.execute("CREATE TABLE filler (x BLOB)")
     with db.atomic():
@@ -111,3 +111,24 @@ def test_incremental_vacuum_gives_space_back(tmp_path: Path) -> None:
         given += step
     assert given > 0.8 * 2000 * 4000
     assert retention.file_bytes(db) < big - given + 4096
+
+
+def test_the_daemon_prunes_by_its_retention_config(tmp_path: Path, server: LocalServer) -> None:
+    server.route("/f", rss(ITEMS), headers={"Content-Type": "application/rss+xml"})
+    config = write_config(
+        tmp_path,
+        [{"url": server.url("/f"), "name": "F", "fetch_article": "never"}],
+        {"drugs": WATCHLIST},
+        extra='[retention]\nentries = "0s"\noutbox = "forever"\n',
+    )
+    now = [time.time() + 5]
+    rt = Runtime(load_config(config), clock=lambda: now[0])
+    try:
+        asyncio.run(rt.poll_feeds(rt.all_feeds()))
+        now[0] += 5
+        pruned = asyncio.run(rt.prune())
+        again = asyncio.run(rt.prune())
+    finally:
+        asyncio.run(rt.aclose())
+    assert (pruned.entries, pruned.hits, pruned.deliveries) == (2, 0, 0)  # the hit's entry kept
+    assert again.entries == 0

@@ -27,7 +27,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 POLL_TICK = 5.0  # the dispatcher's longest sleep between looks at feeds.next_check_at
 SLOTS_PER_CONNECTION = 4  # polls in flight per [network] concurrency (each waits on its turn)
 MIN_SLOTS = 64
+PRUNE_EVERY = 3600.0  # [retention] runs once an hour, in batches off the poll path
+PRUNE_FIRST = 60.0  # the first an instant after start-up, once the first polls are in
 WATCH_EVERY = 2.0  # seconds between looks at the watchlists folder for changes
 DRAIN_TICK = 2.0
 STOP_GRACE = 45.0  # how long in-flight polls may take to finish on SIGTERM
@@ -129,6 +131,12 @@ class Daemon:
             except Exception:
                 log.exception("drain_tick_failed")
 
+    async def prune_tick(self) -> None:
+        try:
+            await self.rt.prune(stop=self.stopping.is_set)
+        except Exception:
+            log.exception("prune_failed")
+
     def reload(self) -> None:
         self.notifier.reloading()
         self._reported = asyncio.create_task(self._reload(), name="reload")
@@ -178,6 +186,15 @@ class Daemon:
             id="drain",
             next_run_time=datetime.now().astimezone(),
             max_instances=2,  # a tick during a long drain returns at once (the lock), unlogged
+            coalesce=True,
+        )
+        self.scheduler.add_job(
+            self.prune_tick,
+            "interval",
+            seconds=PRUNE_EVERY,
+            id="prune",
+            next_run_time=datetime.now().astimezone() + timedelta(seconds=PRUNE_FIRST),
+            max_instances=1,
             coalesce=True,
         )
         self.scheduler.start()

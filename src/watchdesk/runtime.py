@@ -25,6 +25,7 @@ from .outbox import Drainer, DrainSummary
 from .pipeline import PollContext, record_crash, refresh_feed
 from .store import feeds as feed_store
 from .store import outbox as outbox_store
+from .store import retention
 from .store.engine import Store
 
 WORKER_MEMORY_LIMIT = 1536 * 2**20  # address space of one parse/extract worker
@@ -400,6 +401,23 @@ class Runtime:
             f"{watchlists}{feeds} feed{'' if feeds == 1 else 's'} ({health}); alerts: "
             f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead"
         )
+
+    async def prune(self, stop: Callable[[], bool] = lambda: False) -> retention.Pruned:
+        """[retention]: the batches off the poll path, through the store's writer thread."""
+        r = self.config.retention
+        cutoffs = retention.cutoffs_at(self.clock(), r.entries, r.hits, r.outbox)
+        pruned = await retention.prune_through(self.store, cutoffs, stop)
+        if pruned.any or pruned.bytes_freed:
+            log.info(
+                "pruned entries=%d hits=%d deliveries=%d bytes_freed=%d batches=%d longest_batch_ms=%.0f",
+                pruned.entries,
+                pruned.hits,
+                pruned.deliveries,
+                pruned.bytes_freed,
+                pruned.batches,
+                pruned.longest_batch * 1000,
+            )
+        return pruned
 
     async def drain(self) -> DrainSummary:
         return await self.drainer.drain()

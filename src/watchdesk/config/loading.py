@@ -82,6 +82,11 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "window": _via(parse_duration),
         "similarity": _fraction,
     },
+    "retention": {
+        "entries": _via(lambda text: parse_retention(text, "entries")),
+        "hits": _via(lambda text: parse_retention(text, "hits")),
+        "outbox": _via(lambda text: parse_retention(text, "outbox")),
+    },
     "health": {
         "notify": _str_list,
         "failing_after": _via(parse_duration),
@@ -151,6 +156,23 @@ class PollingConfig:
     min_interval: float = 120.0  # an overflowing feed is polled more often, down to this
 
 
+def parse_retention(text: str, what: str) -> float | None:
+    """'90d' -> seconds; 'forever' -> None (kept for ever)."""
+    if text == "forever":
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ValueError(f"{what} = {text!r}: write a duration like '90d' or 'forever'") from None
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    entries: float | None = 90 * 86400.0  # entries with no hit lose their text after this
+    hits: float | None = None  # None: forever
+    outbox: float | None = 30 * 86400.0  # sent deliveries and their attempts
+
+
 @dataclass(frozen=True)
 class StoriesConfig:
     enabled: bool = True  # false: a story is its canonical URL only, as before
@@ -212,6 +234,7 @@ class Config:
     network: NetworkConfig = NetworkConfig()
     health: HealthConfig = HealthConfig()
     stories: StoriesConfig = StoriesConfig()
+    retention: RetentionConfig = RetentionConfig()
     feeds: tuple[FeedConfig, ...] = ()
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
     watchlists: tuple[Watchlist, ...] = ()
@@ -258,7 +281,7 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         if key not in (*SCHEMA, "channel") or key == "feed" and not isinstance(data[key], list):
             c.add(
                 (key,),
-                f"unknown table [{key}] (known: watchdesk, polling, network, health, stories, feed, channel)",
+                f"unknown table [{key}] (known: watchdesk, polling, network, health, stories, retention, feed, channel)",
             )
     top = check_table(c, data.get("watchdesk", {}), SCHEMA["watchdesk"], ("watchdesk",), "watchdesk")
     polling = PollingConfig(
@@ -269,6 +292,9 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
     health = HealthConfig(**check_table(c, data.get("health", {}), SCHEMA["health"], ("health",), "health"))
     stories = StoriesConfig(
         **check_table(c, data.get("stories", {}), SCHEMA["stories"], ("stories",), "stories")
+    )
+    retention = RetentionConfig(
+        **check_table(c, data.get("retention", {}), SCHEMA["retention"], ("retention",), "retention")
     )
 
     feeds = _load_feeds(c, data.get("feed", []))
@@ -302,6 +328,7 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         network=network,
         health=health,
         stories=stories,
+        retention=retention,
         feeds=tuple(feeds),
         channels=channels,
         watchlists=tuple(watchlists),

@@ -211,6 +211,16 @@ def _stories(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0008_retention")
+def _retention(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- Retention prunes the oldest entries first; the archive lists newest first.
+        CREATE INDEX entries_seen ON entries(seen_at);
+        """
+    )
+
+
 @contextmanager
 def without_fsync(db: sqlite_utils.Database) -> Iterator[None]:
     """A transaction whose commit does not wait for fsync (WAL, synchronous=NORMAL).
@@ -241,6 +251,9 @@ def open_db(path: Path | str, *, threaded: bool = True) -> sqlite_utils.Database
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=not threaded)
+        # A new file gives freed pages back in steps (retention); an existing file keeps
+        # its mode (changing it takes a full VACUUM).
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA foreign_keys=ON")

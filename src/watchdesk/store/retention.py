@@ -16,13 +16,17 @@ file system in steps, and `convert_to_incremental` makes a file so (one full VAC
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlite_utils
 
 from ..language import fts_tokens
+from .engine import Store
 
+IDLE_PER_BUSY = 9  # the daemon's prune holds the writer at most a tenth of the time
 TARGET_BATCH_SECONDS = 0.05  # well under the ~100 ms a batch may hold the write lock
 MIN_BATCH, MAX_BATCH = 20, 5000
 VACUUM_PAGES = 2000  # pages given back per incremental step (8 MB at 4 KB pages)
@@ -185,3 +189,31 @@ def prune_all(db: sqlite_utils.Database, cutoffs: Cutoffs, size: int = 500) -> P
     while (given := give_back(db)) > 0:
         total.bytes_freed += given
     return total
+
+
+async def prune_through(
+    store: Store, cutoffs: Cutoffs, stop: Callable[[], bool] = lambda: False, size: int = 500
+) -> Pruned:
+    """The daemon's prune: the same batches, each its own call on the store's writer
+    thread, so polls' commits queue in between; stops early when `stop()` says so."""
+    total = Pruned()
+    while not stop():
+        done = await store.write(prune_batch, cutoffs, size)
+        total.add(done)
+        size = next_size(size, done.longest_batch)
+        if not done.any:
+            break
+        await asyncio.sleep(done.longest_batch * IDLE_PER_BUSY)  # polls' commits go first
+    while not stop() and (given := await store.write(give_back)) > 0:
+        total.bytes_freed += given
+        await asyncio.sleep(0.05)
+    return total
+
+
+def cutoffs_at(now: float, entries: float | None, hits: float | None, outbox: float | None) -> Cutoffs:
+    """Cutoffs from retention durations (None: kept for ever)."""
+    return Cutoffs(
+        entries=None if entries is None else now - entries,
+        hits=None if hits is None else now - hits,
+        outbox=None if outbox is None else now - outbox,
+    )
