@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from watchdesk.store.engine import Store
 from watchdesk.models import Alert, DeliveryResult
 from watchdesk.notify.console import ConsoleChannel, render
 from watchdesk.outbox import MAX_ATTEMPTS, Drainer, retry_delay
 from watchdesk.store import open_db
 from watchdesk.store import outbox as outbox_store
+from watchdesk.store.engine import Store
 
 
 class Receiver:
@@ -148,7 +148,9 @@ def test_a_failing_channel_is_tried_once_per_round_and_others_still_deliver(db) 
     enqueue(db, "good", channel="console")
     stream = io.StringIO()
     failing = Receiver("remote", [DeliveryResult(False, "connection refused")] * 10)
-    drainer = Drainer(Store(db), {"remote": failing, "console": ConsoleChannel(stream=stream)}, Clock(), lambda: 0.0)
+    drainer = Drainer(
+        Store(db), {"remote": failing, "console": ConsoleChannel(stream=stream)}, Clock(), lambda: 0.0
+    )
     summary = asyncio.run(drainer.drain())
     assert (summary.sent, summary.retrying) == (1, 1)
     assert "[watchdesk] opioids: t" in stream.getvalue()
@@ -184,7 +186,9 @@ def test_rows_of_an_unavailable_channel_wait_pending(db) -> None:  # type: ignor
     enqueue(db, "k1", channel="desk")
     enqueue(db, "k2", channel="remote")
     receiver = Receiver("remote")
-    drainer = Drainer(Store(db), {"remote": receiver}, Clock(), lambda: 0.0, {"desk": "password: env:X is not set"})
+    drainer = Drainer(
+        Store(db), {"remote": receiver}, Clock(), lambda: 0.0, {"desk": "password: env:X is not set"}
+    )
     assert asyncio.run(drainer.drain()).sent == 1
     assert [(r.channel, r.status, r.attempts) for r in outbox_store.list_rows(db, "pending")] == [
         ("desk", "pending", 0)
