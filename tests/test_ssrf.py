@@ -127,3 +127,26 @@ def test_trust_config_feeds_lets_the_operator_reach_an_intranet_feed(
     assert [r.path for r in victim4.requests] == ["/feed"]  # the link inside it was still refused
     with sqlite3.connect(tmp_path / "watchdesk.db") as db:
         assert db.execute("SELECT text_note FROM entries").fetchone()[0].startswith("refused:")
+
+
+@pytest.mark.parametrize("status", [302, 301, 308])
+def test_trust_belongs_to_the_written_url_not_its_redirects(
+    tmp_path: Path, victim4: LocalServer, status: int
+) -> None:
+    """Issue 16 item 1: a trusted config feed (on 127.0.0.3, outside [network] allow) that
+    redirects to another private address is refused at the redirect: the victim sees no
+    request, and a permanent redirect never becomes the feed's stored URL."""
+    with LocalServer("127.0.0.3") as intranet:
+        intranet.route("/feed", status=status, headers={"Location": victim4.url("/secret")})
+        config = write_config(
+            tmp_path,
+            [{"url": intranet.url("/feed"), "name": "Intranet"}],
+            {"w": "match = ['x']\n"},
+            network="trust_config_feeds = true",
+        )
+        [feed] = poll_once(config)[1]
+        assert [r.path for r in intranet.requests] == ["/feed"]  # the written URL: trusted
+    assert victim4.requests == []
+    assert feed.status == "failing" and feed.last_error is not None
+    assert "127.0.0.2" in feed.last_error
+    assert feed.url == intranet.url("/feed")  # not the refused target

@@ -73,10 +73,6 @@ log = logging.getLogger(__name__)
 PARSE_DEADLINE = 30.0
 
 
-def TRUSTED_TMP(ctx: Any) -> dict[str, bool]:  # noqa: N802  until fetch_feed takes trusted=
-    return {"trusted": True} if ctx.trust_feed_urls else {}
-
-
 ALL_ENTRIES = 1_000_000  # parse_feed keeps them all: new ones are told from known ones first
 
 
@@ -119,7 +115,7 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     # With entries waiting, ask for the body again unconditionally: they are in it.
     etag, modified = (None, None) if feed.entries_waiting else (feed.etag, feed.last_modified)
     result: FetchResult = await fetch_feed(
-        ctx.pool, feed.url, etag=etag, last_modified=modified, limits=ctx.limits, **TRUSTED_TMP(ctx)
+        ctx.pool, feed.url, etag=etag, last_modified=modified, limits=ctx.limits, trusted=ctx.trust_feed_urls
     )
     now = ctx.clock()
     changes: dict[str, Any] = {"last_polled_at": now}

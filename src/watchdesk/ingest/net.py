@@ -81,6 +81,31 @@ class HttpPool:
         self._client_gates: list[asyncio.Semaphore] = []
         self._global = asyncio.Semaphore(concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._trusted: httpx.AsyncClient | None = None  # trusted=True first hops only
+        self._trusted_gate = asyncio.Semaphore(CONNECTIONS_PER_CLIENT)
+
+    def _client(self, policy: AddressPolicy) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            trust_env=False,
+            follow_redirects=False,
+            timeout=httpx.Timeout(30.0),
+            transport=guarded_transport(
+                policy,
+                httpx.Limits(
+                    max_connections=CONNECTIONS_PER_CLIENT,
+                    max_keepalive_connections=CONNECTIONS_PER_CLIENT,
+                ),
+                ssl_context=tls_context(),
+            ),
+            headers={"User-Agent": self._user_agent, "Accept-Encoding": "gzip"},
+        )
+
+    def _trusted_client(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        """The client for a URL the operator wrote, with trust_config_feeds: no address
+        check for that one request; its redirects go through the guarded clients."""
+        if self._trusted is None:
+            self._trusted = self._client(AddressPolicy(any_address=True))
+        return self._trusted, self._trusted_gate
 
     def _bind(self) -> None:
         """Use clients of the running loop: a Runtime may be driven by several asyncio.run()
@@ -89,23 +114,9 @@ class HttpPool:
         if loop is self._loop:
             return
         self._loop = loop
-        self._clients = [
-            httpx.AsyncClient(
-                trust_env=False,
-                follow_redirects=False,
-                timeout=httpx.Timeout(30.0),
-                transport=guarded_transport(
-                    self.policy,
-                    httpx.Limits(
-                        max_connections=CONNECTIONS_PER_CLIENT,
-                        max_keepalive_connections=CONNECTIONS_PER_CLIENT,
-                    ),
-                    ssl_context=tls_context(),
-                ),
-                headers={"User-Agent": self._user_agent, "Accept-Encoding": "gzip"},
-            )
-            for _ in range(self._shards)
-        ]
+        self._clients = [self._client(self.policy) for _ in range(self._shards)]
+        self._trusted = None
+        self._trusted_gate = asyncio.Semaphore(CONNECTIONS_PER_CLIENT)
         self._global = asyncio.Semaphore(self._concurrency)
         self._hosts = {}
         # At most as many requests per client as it has connections: more would queue inside
@@ -120,14 +131,22 @@ class HttpPool:
 
     async def aclose(self) -> None:
         clients, loop = self._clients, self._loop
-        self._clients, self._loop = [], None
+        if self._trusted is not None:
+            clients = [*clients, self._trusted]
+        self._clients, self._loop, self._trusted = [], None, None
         if loop is not asyncio.get_running_loop():
             return  # opened in a loop that has ended: nothing left that can be closed
         for client in clients:
             await client.aclose()
 
-    async def get(self, url: str, headers: Mapping[str, str], limits: Limits) -> Response:
+    async def get(
+        self, url: str, headers: Mapping[str, str], limits: Limits, *, trusted: bool = False
+    ) -> Response:
         """GET url within limits.timeout; raise RequestFailed on any failure.
+
+        `trusted`: `url` itself (as the operator wrote it) skips the address guard; every
+        redirect hop is checked as always, so a trusted feed that redirects to a private
+        address is refused, and no such target is ever reported as its permanent URL.
 
         The deadline covers the whole request, redirects included, from the moment it gets
         its turn: time spent queued behind other requests to the same host (per_host) or
@@ -144,16 +163,19 @@ class HttpPool:
             # Connections belong to an origin (scheme, host, port): one origin, one client,
             # so origins never evict each other's kept-alive connections.
             shard = hash((parts.scheme, parts.netloc)) % len(self._clients)
+            client, client_gate = (
+                self._trusted_client()
+                if trusted and hop == 0
+                else (self._clients[shard], self._client_gates[shard])
+            )
             # Host gate first: a request waiting for its host's turn holds no global slot,
             # so one busy host cannot starve the others.
-            async with self._host_gate(host), self._client_gates[shard], self._global:
+            async with self._host_gate(host), client_gate, self._global:
                 if deadline is None:
                     deadline = loop.time() + limits.timeout
                 try:
                     async with asyncio.timeout_at(deadline):
-                        status, resp_headers, body = await self._fetch_once(
-                            self._clients[shard], url, headers, limits
-                        )
+                        status, resp_headers, body = await self._fetch_once(client, url, headers, limits)
                 except TimeoutError:
                     raise RequestFailed("timeout", f"no complete answer within {limits.timeout:g}s") from None
             if status in REDIRECTS and "location" in resp_headers:

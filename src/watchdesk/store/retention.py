@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from ..language import fts_tokens
+from .db import without_fsync
 from .engine import Store
 
 IDLE_PER_BUSY = 9  # the daemon's prune holds the writer at most a tenth of the time
@@ -90,7 +91,7 @@ def prune_batch(db: sqlite_utils.Database, cutoffs: Cutoffs, size: int) -> Prune
     removes something."""
     started = time.perf_counter()
     done = Pruned(batches=1)
-    with db.atomic():
+    with without_fsync(db):  # a batch forgotten by a power cut is simply pruned again
         if cutoffs.hits is not None:
             done.hits = db.execute(
                 "DELETE FROM hits WHERE id IN (SELECT id FROM hits WHERE created_at < ? LIMIT ?)",
