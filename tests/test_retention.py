@@ -132,3 +132,32 @@ def test_the_daemon_prunes_by_its_retention_config(tmp_path: Path, server: Local
         asyncio.run(rt.aclose())
     assert (pruned.entries, pruned.hits, pruned.deliveries) == (2, 0, 0)  # the hit's entry kept
     assert again.entries == 0
+
+
+def test_prune_by_hand(tmp_path: Path, server: LocalServer) -> None:
+    import subprocess
+    import sys
+
+    server.route("/f", rss(ITEMS), headers={"Content-Type": "application/rss+xml"})
+    config = write_config(
+        tmp_path, [{"url": server.url("/f"), "name": "F", "fetch_article": "never"}], {"drugs": WATCHLIST}
+    )
+    poll(config)
+
+    def prune(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "watchdesk", "--config", str(config), "prune", *options],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    dry = prune("--dry-run", "--entries", "0s")
+    assert dry.returncode == 0, dry.stderr
+    assert "would prune 2 entries" in dry.stdout
+    kept = prune()  # [retention] entries = 90d: nothing that old
+    assert "pruned 0 entries" in kept.stdout
+    done = prune("--entries", "0s")
+    assert done.returncode == 0 and "pruned 2 entries" in done.stdout and "freed" in done.stdout
+    bad = prune("--entries", "soon")
+    assert bad.returncode != 0 and "--entries" in bad.stderr and "Traceback" not in bad.stderr
