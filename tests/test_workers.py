@@ -13,15 +13,16 @@ from watchdesk.ingest.workers import WorkerFailed
 
 
 def test_a_burst_longer_than_the_deadline_completes() -> None:
-    """40 tasks of 50 ms on 2 workers take about 1 s in all: twice any one task's
-    deadline of 0.5 s, which each meets once it runs."""
+    """100 tasks of 50 ms on 2 workers take about 2.5 s in all: over twice any one task's
+    deadline of 1 s (20 times what each needs once it runs)."""
     pool = CpuPool(workers=2)
 
     async def burst() -> list[None]:
-        return await asyncio.gather(*(pool.run(time.sleep, 0.05, timeout=0.5) for _ in range(40)))
+        await asyncio.gather(*(pool.run(time.sleep, 0.01, timeout=60) for _ in range(2)))  # workers up
+        return await asyncio.gather(*(pool.run(time.sleep, 0.05, timeout=1.0) for _ in range(100)))
 
     try:
-        assert asyncio.run(burst()) == [None] * 40
+        assert asyncio.run(burst()) == [None] * 100
     finally:
         pool.close()
 
