@@ -16,6 +16,7 @@ from ..store import open_db
 from ..store import outbox as outbox_store
 from .archive import ARCHIVE_COMMANDS
 from .common import load, when
+from .feedlists import FEEDLIST_COMMANDS
 from .maintenance import MAINTENANCE_COMMANDS
 from .tools import COMMANDS
 
@@ -176,5 +177,5 @@ def outbox_retry(ctx: click.Context, row_id: int | None, all_dead: bool) -> None
     click.echo(f"{n} deliveries queued again")
 
 
-for _command in (*COMMANDS, *ARCHIVE_COMMANDS, *MAINTENANCE_COMMANDS):
+for _command in (*COMMANDS, *ARCHIVE_COMMANDS, *MAINTENANCE_COMMANDS, *FEEDLIST_COMMANDS):
     main.add_command(_command)

@@ -5,6 +5,7 @@ politely (robots). Out: ParsedFeed / ParsedEntry (parse) and Article (articles, 
 CPU-heavy work in a bounded process pool (workers)."""
 
 from .articles import ArticleFetcher, Page, article_from_entry, carries_full_text, fetch_article
+from .discover import Discovered, discover, feeds_toml, find_feed_links, problem_lines
 from .extract import Extraction, extract_page
 from .fetch import fetch_feed
 from .net import HttpPool, Limits
@@ -15,6 +16,7 @@ from .workers import CpuPool, WorkerFailed
 __all__ = [
     "ArticleFetcher",
     "CpuPool",
+    "Discovered",
     "Extraction",
     "HttpPool",
     "Limits",
@@ -23,8 +25,12 @@ __all__ = [
     "WorkerFailed",
     "article_from_entry",
     "carries_full_text",
+    "discover",
     "extract_page",
+    "feeds_toml",
     "fetch_article",
     "fetch_feed",
+    "find_feed_links",
     "parse_feed",
+    "problem_lines",
 ]
