@@ -18,7 +18,7 @@ def discover(ctx: click.Context, url: str) -> None:
     the usual /feed, /rss.xml... paths), check each by fetching and parsing it through the
     network guard, and print the good ones as [[feed]] tables ready to paste. Problems go
     to stderr; exit 1 when no feed is found."""
-    from ..ingest import HttpPool, Limits, feeds_toml, problem_lines
+    from ..ingest import Discovered, HttpPool, Limits, feeds_toml, problem_lines
     from ..ingest import discover as find
 
     config = optional_config(ctx)
@@ -26,7 +26,7 @@ def discover(ctx: click.Context, url: str) -> None:
     pool = HttpPool(concurrency=2, per_host=1, user_agent=net.user_agent, allow=net.allow)
     limits = Limits(timeout=net.timeout, max_bytes=net.max_page_bytes, max_redirects=net.max_redirects)
 
-    async def go():  # type: ignore[no-untyped-def]
+    async def go() -> list[Discovered]:
         try:
             return await find(pool, url, limits)
         finally:
