@@ -1,13 +1,15 @@
-"""`watchdesk discover URL`: the feeds a site advertises, as [[feed]] tables to paste."""
+"""Feed lists: `watchdesk discover URL` (the feeds a site advertises, as [[feed]] tables to
+paste) and `watchdesk opml import|export`."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import click
 
 from ..config import NetworkConfig
-from .common import optional_config
+from .common import load, optional_config
 
 
 @click.command()
@@ -43,4 +45,56 @@ def discover(ctx: click.Context, url: str) -> None:
     click.echo(text)
 
 
-FEEDLIST_COMMANDS = (discover,)
+@click.group()
+def opml() -> None:
+    """Feeds in and out as OPML (what every feed reader exports and imports)."""
+
+
+@opml.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--tag", help="A tag for every imported feed (besides the file's folders).")
+@click.pass_context
+def opml_import(ctx: click.Context, file: Path, tag: str | None) -> None:
+    """Add the feeds of an OPML FILE to watchdesk.toml as [[feed]] tables: folders become
+    tags, titles names; feeds already configured are skipped and counted; outlines that
+    cannot be imported are reported by line. A running daemon takes them over at once."""
+    from ..config import import_opml_file, render_feeds_toml
+
+    config = load(ctx, check_secrets=False, tool=True)
+    result = import_opml_file(
+        file,
+        configured_urls=[f.url for f in config.feeds],
+        configured_names=[f.name for f in config.feeds],
+        tag=tag,
+    )
+    for problem in result.problems:
+        click.echo(f"{file}:{problem.line or 1}: {problem.message}", err=True)
+    if result.fatal:
+        click.echo(f"watchdesk: nothing imported from {file}", err=True)
+        ctx.exit(2)
+    skipped = f"skipped {result.already_configured} already configured, {result.repeated} listed twice"
+    if not result.feeds:
+        click.echo(f"nothing new to import from {file} ({skipped})")
+        return
+    text = config.path.read_text()
+    addition = render_feeds_toml(result.feeds, comment=f"imported from {file.name}")
+    config.path.write_text(text + ("" if text.endswith("\n") else "\n") + "\n" + addition)
+    left_out = f"; {len(result.problems)} outlines not imported, see above" if result.problems else ""
+    click.echo(f"imported {len(result.feeds)} feeds into {config.path} ({skipped}{left_out})")
+
+
+@opml.command("export")
+@click.option("--tag", help="Only the feeds with this tag.")
+@click.pass_context
+def opml_export(ctx: click.Context, tag: str | None) -> None:
+    """The configured feeds as OPML 2.0 on stdout, tags as folders (import reads it back)."""
+    from ..config import export_opml
+
+    config = load(ctx, check_secrets=False, tool=True)
+    if tag is not None and not any(tag in f.tags for f in config.feeds):
+        click.echo(f"watchdesk: no feed is tagged {tag!r}", err=True)
+        ctx.exit(1)
+    click.echo(export_opml(config.feeds, tag), nl=False)
+
+
+FEEDLIST_COMMANDS = (discover, opml)

@@ -1,7 +1,8 @@
 """Config: watchdesk.toml and the watchlist files -> frozen dataclasses.
 
 In: TOML files. Out: Config (loading), Watchlists (watchlists), every problem as
-file:line (tomlcheck, tomllines); secrets are references resolved only when used (secrets)."""
+file:line (tomlcheck, tomllines); secrets are references resolved only when used (secrets);
+OPML subscription lists in and out (opml)."""
 
 from .loading import (
     CHANNEL_COMMON,
@@ -22,6 +23,15 @@ from .loading import (
     parse_duration,
     parse_size,
 )
+from .opml import (
+    ImportedFeed,
+    OpmlImport,
+    OpmlProblem,
+    export_opml,
+    import_opml,
+    import_opml_file,
+    render_feeds_toml,
+)
 from .secrets import redact, resolve
 from .watchlists import WATCHLIST_KEYS, feed_scopes, load_watchlist_file, load_watchlists
 
@@ -34,12 +44,18 @@ __all__ = [
     "Config",
     "FeedConfig",
     "HealthConfig",
+    "ImportedFeed",
     "NetworkConfig",
+    "OpmlImport",
+    "OpmlProblem",
     "PollingConfig",
     "RetentionConfig",
     "StoriesConfig",
+    "export_opml",
     "feed_scopes",
     "find_config",
+    "import_opml",
+    "import_opml_file",
     "load_config",
     "load_watchlist_file",
     "load_watchlists",
@@ -48,5 +64,6 @@ __all__ = [
     "parse_duration",
     "parse_size",
     "redact",
+    "render_feeds_toml",
     "resolve",
 ]
