@@ -114,8 +114,10 @@ async def refresh_feed(ctx: PollContext, feed: feed_store.FeedRow) -> PollSummar
     schedule = _schedule(ctx, config)
     # With entries waiting, ask for the body again unconditionally: they are in it.
     etag, modified = (None, None) if feed.entries_waiting else (feed.etag, feed.last_modified)
+    # Trust is for the URL the operator wrote, not one a 301 moved the feed to.
+    trusted = ctx.trust_feed_urls and feed.url == feed.config_url
     result: FetchResult = await fetch_feed(
-        ctx.pool, feed.url, etag=etag, last_modified=modified, limits=ctx.limits, trusted=ctx.trust_feed_urls
+        ctx.pool, feed.url, etag=etag, last_modified=modified, limits=ctx.limits, trusted=trusted
     )
     now = ctx.clock()
     changes: dict[str, Any] = {"last_polled_at": now}
