@@ -1,11 +1,14 @@
 """What fetching and delivering share, below both: canonical URLs (the same story under
-tracking parameters is one story), the one TLS context, Retry-After."""
+tracking parameters is one story), what makes a URL unusable (shared by the config check
+and the network layer), the one TLS context, Retry-After."""
 
 from __future__ import annotations
 
 import email.utils
 import functools
+import re
 import ssl
+import string
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -31,6 +34,94 @@ def canonical_url(url: str) -> str:
         if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS
     ]
     return urlunsplit((scheme, host, parts.path or "/", urlencode(query), ""))
+
+
+def url_problem(url: str) -> str | None:
+    """What makes `url` unusable past its scheme (which the caller checks), or None: it does
+    not parse, it has no host (`http:///feed`), a port outside 1-65535 or not a number, or
+    a host name no resolver takes (a space, a control character, an empty or over-long
+    label). Each message names the URL."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as e:  # 'http://[::1/'
+        return f"{url!r} is not a valid URL: {e}"
+    if not host:
+        return f"{url!r} has no host"
+    hostport = parts.netloc.rpartition("@")[2]
+    raw_port = "" if hostport.endswith("]") or ":" not in hostport else hostport.rpartition(":")[2]
+    if raw_port and not (raw_port.isascii() and raw_port.isdigit() and 1 <= int(raw_port) <= 65535):
+        return f"{url!r} has port {raw_port!r}: a port is a number from 1 to 65535"
+    try:
+        _ = parts.port  # anything else urlsplit itself refuses
+    except ValueError as e:
+        return f"{url!r} has an invalid port: {e}"
+    if any(c.isspace() or not c.isprintable() or c in '<>"{}|\\^`%' for c in host):
+        return f"{url!r}: host {host!r} holds a character no host name has"
+    if host.isascii() and ":" not in host:  # IDNA names are httpx's to check; IPv6 parsed above
+        name = host.removesuffix(".")
+        if len(name) > 253 or any(not 1 <= len(label) <= 63 for label in name.split(".")):
+            return f"{url!r}: host {host!r} is not a valid host name (an empty or over-long label)"
+    return None
+
+
+def lower_scheme(url: str) -> str:
+    """`url` with its scheme in lower case (schemes are case-insensitive, RFC 3986 3.1)."""
+    scheme, sep, rest = url.partition(":")
+    return scheme.lower() + sep + rest if sep and scheme.isascii() and scheme.isalpha() else url
+
+
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _percent(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4: `/a/./b/../c` -> `/a/c`."""
+    if "." not in path:
+        return path
+    absolute = path.startswith("/")
+    segments = path.split("/")[1:] if absolute else path.split("/")
+    out: list[str] = []
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment in (".", ".."):
+            if segment == ".." and out:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return ("/" if absolute else "") + "/".join(out)
+
+
+def same_resource_url(url: str) -> str:
+    """A form in which two URLs that name the same resource are equal (RFC 3986 6.2.2 and
+    6.2.3): scheme and host in lower case, no default port, an empty path as `/`, a
+    percent-encoded unreserved character decoded (`%64` is `d`) and other escapes in upper
+    case, no dot segments, no fragment; the query is kept (it may name another feed).
+    For comparing only: it is never what is stored or requested. A URL that does not parse
+    is returned as it is."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return url.strip()
+    scheme = parts.scheme.lower()
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    path = _remove_dot_segments(_PERCENT.sub(_percent, parts.path)) or "/"
+    query = _PERCENT.sub(_percent, parts.query)
+    return urlunsplit((scheme, userinfo + at + host, path, query, ""))
 
 
 @functools.cache

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError, Problem
 from ..models import Watchlist
+from ..web import same_resource_url
 from . import secrets
 from .tomlcheck import (
     Check,
@@ -61,6 +62,15 @@ DEFAULT_LOCATIONS = ("./watchdesk.toml", "/etc/watchdesk/watchdesk.toml")
 FETCH_ARTICLE = ("auto", "always", "never")
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """`host:port` (`[::1]:9464` for IPv6) -> (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port, such as 127.0.0.1:9464, got {text!r}")
+    return host, int(port)
+
+
 SCHEMA: dict[str, dict[str, Check]] = {
     "watchdesk": {
         "database": _nonempty_str,
@@ -96,6 +106,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "allow": _cidr_list,
         "trust_config_feeds": _bool,
         "timeout": _via(parse_duration),
+        "connect_timeout": _via(parse_duration),
         "max_feed_bytes": parse_size,
         "max_page_bytes": parse_size,
         "concurrency": _int(1),
@@ -104,6 +115,9 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "max_redirects": _int(0),
         "robots": _bool,
         "user_agent": _nonempty_str,
+    },
+    "metrics": {
+        "listen": _via(parse_listen),
     },
     "feed": {
         "url": _url("http", "https"),
@@ -192,6 +206,7 @@ class NetworkConfig:
     allow: tuple[str, ...] = ()
     trust_config_feeds: bool = False
     timeout: float = 30.0
+    connect_timeout: float = 10.0  # of one connection (TCP and TLS), within `timeout`
     max_feed_bytes: int = 10 * 2**20
     max_page_bytes: int = 2 * 2**20
     concurrency: int = 20
@@ -200,6 +215,11 @@ class NetworkConfig:
     max_redirects: int = 5
     robots: bool = True
     user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: tuple[str, int] | None = None  # (host, port) of /metrics and /healthz; off by default
 
 
 @dataclass(frozen=True)
@@ -235,6 +255,7 @@ class Config:
     health: HealthConfig = HealthConfig()
     stories: StoriesConfig = StoriesConfig()
     retention: RetentionConfig = RetentionConfig()
+    metrics: MetricsConfig = MetricsConfig()
     feeds: tuple[FeedConfig, ...] = ()
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
     watchlists: tuple[Watchlist, ...] = ()
@@ -281,7 +302,8 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         if key not in (*SCHEMA, "channel") or key == "feed" and not isinstance(data[key], list):
             c.add(
                 (key,),
-                f"unknown table [{key}] (known: watchdesk, polling, network, health, stories, retention, feed, channel)",
+                "unknown table [" + key + "] (known: watchdesk, polling, network, health, stories, "
+                "retention, metrics, feed, channel)",
             )
     top = check_table(c, data.get("watchdesk", {}), SCHEMA["watchdesk"], ("watchdesk",), "watchdesk")
     polling = PollingConfig(
@@ -295,6 +317,9 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
     )
     retention = RetentionConfig(
         **check_table(c, data.get("retention", {}), SCHEMA["retention"], ("retention",), "retention")
+    )
+    metrics = MetricsConfig(
+        **check_table(c, data.get("metrics", {}), SCHEMA["metrics"], ("metrics",), "metrics")
     )
 
     feeds = _load_feeds(c, data.get("feed", []))
@@ -329,6 +354,7 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         health=health,
         stories=stories,
         retention=retention,
+        metrics=metrics,
         feeds=tuple(feeds),
         channels=channels,
         watchlists=tuple(watchlists),
@@ -342,6 +368,10 @@ def _load_feeds(c: Collector, raw: Any) -> list[FeedConfig]:
         return []
     feeds: list[FeedConfig] = []
     seen_urls: dict[str, int] = {}
+    # The same feed under another spelling (a trailing '/', a '#fragment', '%64' for 'd',
+    # dot segments, the default port, case): compared in web.same_resource_url's form,
+    # never stored or polled in it.
+    seen_resources: dict[str, tuple[int, str]] = {}
     seen_names: set[str] = set()
     for i, item in enumerate(raw):
         values = check_table(c, item, SCHEMA["feed"], ("feed", i), "feed")
@@ -352,12 +382,25 @@ def _load_feeds(c: Collector, raw: Any) -> list[FeedConfig]:
         url = values["url"]
         name = values.get("name") or url.split("://", 1)[1].split("/", 1)[0]
         if url in seen_urls:
-            c.add(("feed", i, "url"), f"feed {url} is listed twice (also feed #{seen_urls[url] + 1})")
+            j = seen_urls[url]
+            c.add(
+                ("feed", i, "url"),
+                f"feed {url} is listed twice (also feed #{j + 1}{_at_line(c, j)})",
+            )
+            continue
+        resource = same_resource_url(url)
+        if resource in seen_resources:
+            j, other = seen_resources[resource]
+            c.add(
+                ("feed", i, "url"),
+                f"feed URL {url} is the same feed as {_feed_at(c, j)} ({other}); list it once",
+            )
             continue
         if name in seen_names:
             c.add(("feed", i, "name"), f"two feeds are named {name!r}: feed names must be unique")
             continue
         seen_urls[url] = i
+        seen_resources[resource] = (i, url)
         seen_names.add(name)
         feeds.append(
             FeedConfig(
@@ -373,6 +416,16 @@ def _load_feeds(c: Collector, raw: Any) -> list[FeedConfig]:
             )
         )
     return feeds
+
+
+def _at_line(c: Collector, index: int) -> str:
+    line = c.line("feed", index, "url")
+    return "" if line is None else f", line {line}"
+
+
+def _feed_at(c: Collector, index: int) -> str:
+    line = c.line("feed", index, "url")
+    return f"feed #{index + 1}" if line is None else f"line {line}"
 
 
 def _load_channels(c: Collector, raw: Any, check_secrets: bool) -> dict[str, ChannelConfig]:

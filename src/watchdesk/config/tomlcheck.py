@@ -18,6 +18,7 @@ from urllib.parse import urlsplit  # noqa: F401  (re-exported for config)
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import Problem
+from ..web import lower_scheme, url_problem
 from . import secrets
 from .tomllines import locate, string_position
 
@@ -196,10 +197,18 @@ def _address_problem(text: str) -> str | None:
 
 
 def _url(*schemes: str) -> Check:
+    """A URL of one of `schemes` (in any case: `HTTP://` is read as `http://`) with a host
+    and, if any, a port from 1 to 65535: what the network layer would refuse at every
+    request is refused here, at its line."""
+
     def check(v: Any) -> str:
-        url = _str(v)
+        written = _str(v)
+        url = lower_scheme(written)
         if not any(url.startswith(s + "://") for s in schemes):
-            raise ValueError(f"{url!r} must start with {' or '.join(s + '://' for s in schemes)}")
+            raise ValueError(f"{written!r} must start with {' or '.join(s + '://' for s in schemes)}")
+        problem = url_problem(written)
+        if problem is not None:
+            raise ValueError(problem)
         return url
 
     return check
@@ -255,6 +264,15 @@ def read_toml(path: Path, problems: list[Problem]) -> tuple[dict[str, Any], str]
             msg = msg.replace(" (at end of document)", "") + " (at end of file)"
             line = max(1, len(text.splitlines()))
         problems.append(Problem(str(path), line, f"not valid TOML: {msg}", col))
+        return None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        # the line where [ and { (outside quotes and comments) first nest 100 deep, if any
+        depth, line = 0, None
+        for number, row in enumerate(text.splitlines(), 1):
+            for token in re.findall(r"""\#.*|"(?:\\.|[^"\\])*"|'[^']*'|[\[\]{}]""", row):
+                depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(token, 0)
+                line = number if depth >= 100 and line is None else line
+        problems.append(Problem(str(path), line, "TOML nested too deeply"))
         return None
 
 

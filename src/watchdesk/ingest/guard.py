@@ -2,13 +2,16 @@
 
 A link inside a feed can point at 127.0.0.1, 169.254.169.254, 10/8, [::1], an IPv4 address
 written as 2130706433, 127.1 or 0177.0.0.1, or IPv4 wrapped in IPv6 (::ffff:,
-64:ff9b::/96, 2002::/16), or redirect there, or rebind DNS between a check and the
+::ffff:0:, 64:ff9b::/96, 2002::/16), or redirect there, or rebind DNS between a check and the
 connect. So the check runs inside the connection itself (an httpcore network backend):
 the host is resolved once, every address it resolves to is checked, and the socket is
 opened to exactly the address that was checked. Redirect hops open connections through
 the same backend, so each hop is checked too.
 
-Allowed: global unicast addresses, and the CIDR ranges of `[network] allow`.
+Allowed: global unicast addresses, and the CIDR ranges of `[network] allow`. Python's
+`ipaddress` calls some ranges global that are not reachable on the internet and must not
+be reached: multicast, IPv4-translated ::ffff:0:0:0/96 (RFC 2765; its IPv4 is checked like
+any embedded IPv4) and the deprecated site-local fec0::/10 (RFC 3879), all refused here.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from ..web import tls_context
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+# Called global by ipaddress (Python 3.11), but never a public unicast destination.
+# ::ffff:0:0:0/96, not ::ffff:0:0/96 (that is the mapped ::ffff:0.0.0.0/96).
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # IPv4-translated (SIIT), RFC 2765
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated by RFC 3879
 
 
 class AddressRefused(Exception):
@@ -34,11 +41,14 @@ class AddressRefused(Exception):
 
 
 def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, NAT64, 6to4, compatible), if any."""
+    """The IPv4 address an IPv6 address carries (mapped, translated, NAT64, 6to4, Teredo,
+    compatible), if any."""
     if isinstance(ip, ipaddress.IPv4Address):
         return None
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
+    if ip in _TRANSLATED:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     if ip.sixtofour is not None:
         return ip.sixtofour
     if ip in _NAT64 or ip in _NAT64_LOCAL:
@@ -51,15 +61,18 @@ def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def describe(ip: IPAddress) -> str:
+    if isinstance(ip, ipaddress.IPv6Address) and ip in _TRANSLATED:
+        return "IPv4-translated"
     for attr in (
         "is_loopback",
         "is_private",
         "is_link_local",
+        "is_site_local",  # IPv6 only (getattr's default for IPv4)
         "is_multicast",
         "is_unspecified",
         "is_reserved",
     ):
-        if getattr(ip, attr):
+        if getattr(ip, attr, False):
             return attr[3:].replace("_", "-")
     if isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10"):
         return "shared (CGNAT)"
@@ -86,10 +99,19 @@ class AddressPolicy:
             if self._allowed_range(inner):
                 return None
             if not inner.is_global or inner.is_multicast:
-                return f"{address} embeds {inner}, a {describe(inner)} address"
-        if not ip.is_global or ip.is_multicast:
-            return f"{address} is a {describe(ip)} address"
+                return f"{address} embeds {inner}, {_a(describe(inner))} address"
+        if not ip.is_global or ip.is_multicast or _never_global(ip):
+            return f"{address} is {_a(describe(ip))} address"
         return None
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiouI' else 'a'} {kind}"
+
+
+def _never_global(ip: IPAddress) -> bool:
+    """Ranges Python's ipaddress calls global that are not (see the module docstring)."""
+    return isinstance(ip, ipaddress.IPv6Address) and (ip in _TRANSLATED or ip in _SITE_LOCAL)
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -112,6 +134,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             infos = await loop.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
         except socket.gaierror as e:
             raise httpcore.ConnectError(f"cannot resolve {host}: {e.strerror}") from None
+        except ValueError as e:  # UnicodeError too: a name no resolver takes ('a..b', a 64-char label)
+            raise httpcore.ConnectError(f"cannot resolve {host}: not a valid host name ({e})") from None
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         for address in addresses:
             why = self.policy.refusal(address)

@@ -3,7 +3,9 @@
 Every request: a total deadline (not httpx's per-read timeout), a byte cap on the
 inflated body, inflation done by us in bounded steps (httpx does not bound it),
 `Accept-Encoding: gzip` only, `trust_env=False`, redirects followed by hand so each
-hop is checked, and concurrency bounded globally and per host.
+hop is checked, and concurrency bounded globally and per host. Whatever goes wrong with
+one request (httpx, httpcore, a URL they cannot encode) is a RequestFailed, never
+another exception that would abort the caller's other work.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from .. import __version__
-from ..web import tls_context
+from ..web import lower_scheme, tls_context, url_problem
 from .guard import AddressPolicy, AddressRefused, guarded_transport
 
 log = logging.getLogger(__name__)
@@ -68,8 +70,10 @@ class HttpPool:
         allow: tuple[str, ...] = (),
         any_address: bool = False,
     ):
-        """`allow`: CIDR ranges reachable although not global; `any_address`: no address
-        check at all (only for URLs the operator wrote, with trust_config_feeds)."""
+        """`allow`: CIDR ranges reachable although not global. `any_address`: no address
+        check at all, for any request or redirect (kept for old callers; for the URLs
+        the operator wrote, use `get(..., trusted=True)` instead, which trusts the
+        written URL only)."""
         self.policy = AddressPolicy(allow, any_address=any_address)
         self._concurrency = concurrency
         self._shards = max(1, -(-concurrency // CONNECTIONS_PER_CLIENT))
@@ -81,8 +85,11 @@ class HttpPool:
         self._client_gates: list[asyncio.Semaphore] = []
         self._global = asyncio.Semaphore(concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
-        self._trusted: httpx.AsyncClient | None = None  # trusted=True first hops only
-        self._trusted_gate = asyncio.Semaphore(CONNECTIONS_PER_CLIENT)
+        # Unguarded clients, sharded like _clients, made on first use: for the first hop
+        # of a trusted=True request only. Their connections are never used by a guarded
+        # request (a link inside a feed to the same intranet host is still refused).
+        self._trusted: list[httpx.AsyncClient | None] = []
+        self._trusted_gates: list[asyncio.Semaphore] = []
 
     def _client(self, policy: AddressPolicy) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -100,12 +107,13 @@ class HttpPool:
             headers={"User-Agent": self._user_agent, "Accept-Encoding": "gzip"},
         )
 
-    def _trusted_client(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    def _trusted_client(self, shard: int) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         """The client for a URL the operator wrote, with trust_config_feeds: no address
         check for that one request; its redirects go through the guarded clients."""
-        if self._trusted is None:
-            self._trusted = self._client(AddressPolicy(any_address=True))
-        return self._trusted, self._trusted_gate
+        client = self._trusted[shard]
+        if client is None:
+            client = self._trusted[shard] = self._client(AddressPolicy(any_address=True))
+        return client, self._trusted_gates[shard]
 
     def _bind(self) -> None:
         """Use clients of the running loop: a Runtime may be driven by several asyncio.run()
@@ -115,8 +123,8 @@ class HttpPool:
             return
         self._loop = loop
         self._clients = [self._client(self.policy) for _ in range(self._shards)]
-        self._trusted = None
-        self._trusted_gate = asyncio.Semaphore(CONNECTIONS_PER_CLIENT)
+        self._trusted = [None] * self._shards
+        self._trusted_gates = [asyncio.Semaphore(CONNECTIONS_PER_CLIENT) for _ in range(self._shards)]
         self._global = asyncio.Semaphore(self._concurrency)
         self._hosts = {}
         # At most as many requests per client as it has connections: more would queue inside
@@ -130,10 +138,9 @@ class HttpPool:
         return gate
 
     async def aclose(self) -> None:
-        clients, loop = self._clients, self._loop
-        if self._trusted is not None:
-            clients = [*clients, self._trusted]
-        self._clients, self._loop, self._trusted = [], None, None
+        clients = [*self._clients, *(c for c in self._trusted if c is not None)]
+        loop = self._loop
+        self._clients, self._loop, self._trusted = [], None, []
         if loop is not asyncio.get_running_loop():
             return  # opened in a loop that has ended: nothing left that can be closed
         for client in clients:
@@ -146,7 +153,8 @@ class HttpPool:
 
         `trusted`: `url` itself (as the operator wrote it) skips the address guard; every
         redirect hop is checked as always, so a trusted feed that redirects to a private
-        address is refused, and no such target is ever reported as its permanent URL.
+        address is refused (kind "refused", naming the target), and no such target is
+        ever reported as its permanent URL: only a URL a guarded connection reached is.
 
         The deadline covers the whole request, redirects included, from the moment it gets
         its turn: time spent queued behind other requests to the same host (per_host) or
@@ -157,31 +165,45 @@ class HttpPool:
         deadline: float | None = None
         all_permanent = True
         for hop in range(limits.max_redirects + 1):
-            check_url(url)
-            parts = urlsplit(url)
-            host = parts.hostname or ""
-            # Connections belong to an origin (scheme, host, port): one origin, one client,
-            # so origins never evict each other's kept-alive connections.
-            shard = hash((parts.scheme, parts.netloc)) % len(self._clients)
-            client, client_gate = (
-                self._trusted_client()
-                if trusted and hop == 0
-                else (self._clients[shard], self._client_gates[shard])
-            )
-            # Host gate first: a request waiting for its host's turn holds no global slot,
-            # so one busy host cannot starve the others.
-            async with self._host_gate(host), client_gate, self._global:
-                if deadline is None:
-                    deadline = loop.time() + limits.timeout
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        status, resp_headers, body = await self._fetch_once(client, url, headers, limits)
-                except TimeoutError:
-                    raise RequestFailed("timeout", f"no complete answer within {limits.timeout:g}s") from None
+            try:
+                url = check_url(url)
+                parts = urlsplit(url)
+                host = parts.hostname or ""
+                # Connections belong to an origin (scheme, host, port): one origin, one
+                # client, so origins never evict each other's kept-alive connections.
+                shard = hash((parts.scheme, parts.netloc.lower())) % len(self._clients)
+                # Only the URL as written may be trusted; a redirect hop never is.
+                client, client_gate = (
+                    self._trusted_client(shard)
+                    if trusted and hop == 0
+                    else (self._clients[shard], self._client_gates[shard])
+                )
+                # Host gate first: a request waiting for its host's turn holds no global
+                # slot, so one busy host cannot starve the others.
+                async with self._host_gate(host), client_gate, self._global:
+                    if deadline is None:
+                        deadline = loop.time() + limits.timeout
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            status, resp_headers, body = await self._fetch_once(client, url, headers, limits)
+                    except TimeoutError:
+                        raise RequestFailed(
+                            "timeout", f"no complete answer within {limits.timeout:g}s"
+                        ) from None
+            except RequestFailed as e:
+                if hop and e.kind == "refused":
+                    raise RequestFailed("refused", _refused_redirect(url, str(e), trusted)) from None
+                raise
             if status in REDIRECTS and "location" in resp_headers:
                 all_permanent = all_permanent and status in (301, 308)
-                url = urljoin(url, resp_headers["location"])
+                location = resp_headers["location"]
+                try:
+                    url = urljoin(url, location)
+                except ValueError as e:  # 'http://[::1'
+                    raise RequestFailed("refused", f"redirect to {location!r}: invalid URL: {e}") from None
                 continue
+            # Every hop after the first went through a guarded client, so a permanent URL
+            # reported here is one the guard let through (never a refused private target).
             return Response(status, url, resp_headers, body, url if all_permanent and hop else None)
         raise RequestFailed("network", f"more than {limits.max_redirects} redirects")
 
@@ -203,12 +225,44 @@ class HttpPool:
                     )
                 body = await read_bounded(resp, limits.max_bytes)
                 return resp.status_code, resp_headers, body
+        except RequestFailed:
+            raise
         except AddressRefused as e:
             raise RequestFailed("refused", str(e)) from None
         except httpx.InvalidURL as e:
             raise RequestFailed("refused", f"invalid URL: {e}") from None
         except httpx.HTTPError as e:
-            raise RequestFailed("network", f"{type(e).__name__}: {e}".rstrip(": ")) from None
+            raise RequestFailed("network", _describe(e)) from None
+        except Exception as e:
+            # What httpx and httpcore let out besides HTTPError: an ExceptionGroup from
+            # anyio's connect (OverflowError for a port over 65535), UnicodeError or
+            # idna.IDNAError for a host they cannot encode, ValueError... One request
+            # failed; the caller's other requests must go on.
+            leaves = _leaves(e)
+            refused = next((x for x in leaves if isinstance(x, AddressRefused)), None)
+            if refused is not None:
+                raise RequestFailed("refused", str(refused)) from None
+            if all(isinstance(x, ValueError | OverflowError) for x in leaves):
+                raise RequestFailed(
+                    "refused", f"invalid URL {url!r}: {'; '.join(map(_describe, leaves))}"
+                ) from None
+            raise RequestFailed("network", "; ".join(map(_describe, leaves))) from None
+
+
+def _refused_redirect(target: str, why: str, trusted: bool) -> str:
+    note = " (trust_config_feeds trusts the URL as written, not where it redirects)" if trusted else ""
+    return f"redirect to {target}: {why}{note}"
+
+
+def _leaves(e: BaseException) -> list[BaseException]:
+    """The exceptions inside an (arbitrarily nested) exception group; `e` if it is none."""
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for inner in e.exceptions for leaf in _leaves(inner)] or [e]
+    return [e]
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".rstrip(": ")
 
 
 async def read_bounded(resp: httpx.Response, max_bytes: int) -> bytes:
@@ -241,10 +295,17 @@ async def read_bounded(resp: httpx.Response, max_bytes: int) -> bytes:
     return bytes(out)
 
 
-def check_url(url: str) -> None:
-    """Only http(s) URLs with a host."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise RequestFailed("refused", f"scheme {parts.scheme!r} is not allowed (only http and https)")
-    if not parts.hostname:
-        raise RequestFailed("refused", "URL has no host")
+def check_url(url: str) -> str:
+    """Only http(s) URLs with a host and, if any, a port from 1 to 65535 (web.url_problem);
+    raise RequestFailed("refused") saying what is wrong. Returns `url` with its scheme in
+    lower case (schemes are case-insensitive: `HTTP://Example.com/feed` is fine)."""
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:  # url_problem says why
+        scheme = url.partition(":")[0].lower()
+    if scheme not in ("http", "https"):
+        raise RequestFailed("refused", f"scheme {scheme!r} is not allowed (only http and https)")
+    problem = url_problem(url)
+    if problem is not None:
+        raise RequestFailed("refused", problem)
+    return lower_scheme(url)
