@@ -2,6 +2,10 @@
 
 Every problem is collected with its file and line; queries are parsed by query.py so a
 typo is an error with its column, never a watchlist that silently matches nothing.
+
+What the matcher compiles grows with the terms of all watchlists together (memory and
+compile time: bench/watchlist_size.py), so their number is bounded per watchlist and in
+all, and so is the size of their regexes (query.py bounds each query and each regex).
 """
 
 from __future__ import annotations
@@ -11,9 +15,14 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import Problem, QuerySyntaxError
-from ..language import parse_query
+from ..language import Node, Regex, Term, parse_query, walk
 from ..models import Watchlist
 from .tomlcheck import Check, Collector, _bool, _str, _str_list, _via, check_table, parse_delivery, read_toml
+
+MAX_WATCHLIST_TERMS = 100_000  # words, phrases, prefixes and regexes in one watchlist's queries
+MAX_TOTAL_TERMS = 250_000  # ... in all watchlists together
+MAX_TOTAL_REGEX_SIZE = 100_000  # regexes of all watchlists, counted out as query.py counts one
+MAX_WATCHLIST_BYTES = 4 * 2**20  # a watchlist file: bigger ones are not read at all
 
 
 class FeedLike(Protocol):
@@ -45,12 +54,36 @@ def load_watchlists(
     scopes = feed_scopes(feeds)
     watchlists: list[Watchlist] = []
     problems: list[Problem] = []
+    terms = regex_size = 0
     for file in sorted(folder.glob("*.toml")):
-        watchlist, found = load_watchlist_file(file, channels, scopes)
+        watchlist, found, size = _load_file(file, channels, scopes, disabled_too=False)
         problems.extend(found)
-        if watchlist is not None:
-            watchlists.append(watchlist)
+        if watchlist is None:
+            continue
+        over = _over_total(terms, regex_size, size)
+        if over:  # this one is left out: the ones before it (in name order) stay in force
+            problems.append(Problem(str(file), None, over))
+            continue
+        terms, regex_size = terms + size[0], regex_size + size[1]
+        watchlists.append(watchlist)
     return watchlists, problems
+
+
+def _over_total(terms: int, regex_size: int, size: tuple[int, int]) -> str | None:
+    """What is wrong with adding a watchlist of `size` (terms, regex size) to the others."""
+    if terms + size[0] > MAX_TOTAL_TERMS:
+        return (
+            f"with this watchlist's {size[0]:,} terms the watchlists hold {terms + size[0]:,} in all, "
+            f"over the limit of {MAX_TOTAL_TERMS:,} (the watchlists before it, in name order, hold "
+            f"{terms:,}): remove terms, or watchlists that are not needed"
+        )
+    if regex_size + size[1] > MAX_TOTAL_REGEX_SIZE:
+        return (
+            f"with this watchlist, the regexes of all watchlists are too large together "
+            f"({regex_size + size[1]:,} items counted out, over {MAX_TOTAL_REGEX_SIZE:,}): "
+            "use fewer regexes or smaller counts in them"
+        )
+    return None
 
 
 def folder_warnings(folder: Path, loaded: int, problems: bool) -> list[Problem]:
@@ -97,10 +130,29 @@ def load_watchlist_file(
 ) -> tuple[Watchlist | None, list[Problem]]:
     """One watchlist file; None (and the problems) when it has any, or is disabled (unless
     `disabled_too`: the hand-run tools try a disabled watchlist when asked by name)."""
+    watchlist, problems, _ = _load_file(file, channels, scopes, disabled_too=disabled_too)
+    return watchlist, problems
+
+
+def _load_file(
+    file: Path, channels: Collection[str], scopes: Collection[str], *, disabled_too: bool
+) -> tuple[Watchlist | None, list[Problem], tuple[int, int]]:
+    """load_watchlist_file, and the watchlist's size: its terms, and its regexes' size."""
     problems: list[Problem] = []
+    terms = regex_size = 0
+    try:
+        size = file.stat().st_size
+    except OSError:
+        size = 0  # read_toml says why it cannot be read
+    if size > MAX_WATCHLIST_BYTES:  # reading it would cost more than any watchlist in force may
+        message = (
+            f"watchlist file is {size / 2**20:.1f} MiB, over the limit of {MAX_WATCHLIST_BYTES // 2**20} MiB: "
+            "split it into smaller watchlists, or keep the terms that matter"
+        )
+        return None, [Problem(str(file), None, message)], (0, 0)
     read = read_toml(file, problems)
     if read is None:
-        return None, problems
+        return None, problems, (0, 0)
     data, text = read
     c = Collector(file, text)
     values = check_table(c, data, WATCHLIST_KEYS, (), "watchlist")
@@ -109,16 +161,38 @@ def load_watchlist_file(
     elif "match" in values and not values["match"]:
         c.add(("match",), "match is empty: add at least one query")
     sensitive = values.get("case_sensitive_terms", ())
-    for key in ("match", "exclude"):
-        for i, q in enumerate(values.get(key, ())):
-            problem = _query_problem(q, sensitive)
-            if problem:
-                message, column = problem
-                where = c.in_string((key, i), column - 1)  # file:line:column of the error itself
-                if where is None:
-                    c.add((key, i), f"{key} query {q!r}, column {column}: {message}")
-                else:
-                    c.problems.append(Problem(c.file, where[0], f"{key} query {q!r}: {message}", where[1]))
+    count = len(values.get("match", ())) + len(values.get("exclude", ()))
+    parse = count <= MAX_WATCHLIST_TERMS  # else over the limit whatever they hold: not worth parsing
+    terms = 0 if parse else count
+    queries = (
+        [(k, i, q) for k in ("match", "exclude") for i, q in enumerate(values.get(k, ()))] if parse else []
+    )
+    for key, i, q in queries:
+        node, problem = _parse(q, sensitive)
+        for sub in walk(node) if node is not None else ():
+            terms += isinstance(sub, Term | Regex)
+            regex_size += sub.size if isinstance(sub, Regex) else 0
+        if problem:
+            message, column = problem
+            shown = q if len(q) <= 200 else q[:120] + " … " + q[-40:]  # the line and column say where
+            where = c.in_string((key, i), column - 1)  # file:line:column of the error itself
+            if where is None:
+                c.add((key, i), f"{key} query {shown!r}, column {column}: {message}")
+            else:
+                c.problems.append(Problem(c.file, where[0], f"{key} query {shown!r}: {message}", where[1]))
+    if terms > MAX_WATCHLIST_TERMS:
+        what = "terms (words, phrases, prefixes and regexes)" if parse else "queries, each a term at least"
+        c.add(
+            ("match",),
+            f"this watchlist has {terms:,} {what}, over the limit of {MAX_WATCHLIST_TERMS:,} terms: "
+            "split it into smaller watchlists, or keep the terms that matter",
+        )
+    elif regex_size > MAX_TOTAL_REGEX_SIZE:
+        c.add(
+            ("match",),
+            f"this watchlist's regexes are too large together ({regex_size:,} items counted out, over "
+            f"{MAX_TOTAL_REGEX_SIZE:,}): use fewer regexes or smaller counts in them",
+        )
     for i, chan in enumerate(values.get("notify", ())):
         if chan not in channels:
             known = ", ".join(sorted(channels))
@@ -129,7 +203,7 @@ def load_watchlist_file(
             c.add(("feeds", i), f"feeds names {scope!r}, which is no feed name or tag")
     problems.extend(c.problems)
     if c.problems or not (disabled_too or values.get("enabled", True)):
-        return None, problems
+        return None, problems, (terms, regex_size)
     return (
         Watchlist(
             name=file.stem,
@@ -144,12 +218,13 @@ def load_watchlist_file(
             lines=tuple(c.line("match", i) or 0 for i in range(len(values["match"]))),
         ),
         problems,
+        (terms, regex_size),
     )
 
 
-def _query_problem(query: str, case_sensitive: tuple[str, ...]) -> tuple[str, int] | None:
+def _parse(query: str, case_sensitive: tuple[str, ...]) -> tuple[Node | None, tuple[str, int] | None]:
+    """The query's tree, or its problem (message and column)."""
     try:
-        parse_query(query, case_sensitive_terms=case_sensitive)
+        return parse_query(query, case_sensitive_terms=case_sensitive), None
     except QuerySyntaxError as e:
-        return (e.message + (f"; {e.hint}" if e.hint else ""), e.column)
-    return None
+        return None, (e.message + (f"; {e.hint}" if e.hint else ""), e.column)

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from itertools import takewhile
-from typing import NamedTuple
-
-import regex
+from typing import NamedTuple, TypeVar
 
 from ..errors import QuerySyntaxError
 from .querytree import And, Field, Near, Node, Not, Or, Regex, Term, walk
+from .regexcheck import RegexProblem, check_regex
+from .regexcheck import nested_quantifier as nested_quantifier
+from .regexcheck import regex_backtracking as regex_backtracking
 from .textnorm import Token as Token
 from .textnorm import analyze, exact_forms
 from .textnorm import normalize as normalize
@@ -35,7 +35,9 @@ from .textnorm import tokenize as tokenize
 
 MAX_NEAR = 1000  # NEAR/n accepts 1..MAX_NEAR
 MIN_PREFIX = 3  # a one-word prefix needs this many characters before the *
-MAX_DEPTH = 50
+MAX_DEPTH = 50  # parentheses, NOT, fields and chained NEARs inside one another
+MAX_QUERY_LENGTH = 10_000  # characters of one query
+MAX_TERMS = 500  # words, phrases, prefixes and regexes in one query
 _JOINERS = frozenset("-\u2010\u2011'\u2019\u02bc")  # hyphens and apostrophes
 _QUOTES = '"“”„'
 _SIGNIFICANT_SYMBOLS = re.compile(r"(?<=\w)[+#]+(?!\w)|(?<![\w.])\.(?=\w)")  # C++ C# F#, .NET
@@ -47,6 +49,9 @@ _STARTS = frozenset({"WORD", "PHRASE", "REGEX", "(", "FIELD", "NOT", "-"})
 _PRIMARY = frozenset({"WORD", "PHRASE", "REGEX", "(", "FIELD"})
 _NEAR_RE = re.compile(r"NEAR/(\d+)")
 _FIELD_RE = re.compile(r"(title|text):", re.IGNORECASE)
+
+
+N = TypeVar("N", bound=Node)
 
 
 class _Tok(NamedTuple):
@@ -64,7 +69,16 @@ _HINTS = {
     "prefix": f"write at least {MIN_PREFIX} letters before *",
     "field": "use one field per group",
     "regex": "regexes use Python syntax; flags go inline, e.g. /(?i)pattern/",
-    "nested": "patterns like (a+)+ can take exponential time; repeat only once",
+    "nested": (
+        "a repeated group whose parts can match the same text in more than one way, like (a+)+, "
+        "(\\w+\\s?)* or (.*a){20}, can take exponential time; repeat only once, or end the group "
+        "with a character its repeated part cannot match, like (\\d+,)*"
+    ),
+    "alternatives": (
+        "repeated alternatives that can start with the same character, like (a|aa)+, can take "
+        "exponential time; make them start differently, or use a character class: [ab]+"
+    ),
+    "deep": "split it into several queries of match = [...] (any of them raises the alert)",
     "anchor": "NOT and - only narrow a query; combine them with a term: fentanyl -patch",
     "AND": "AND needs a term on both sides: a AND b",
     "OR": "OR needs a term on both sides: a OR b",
@@ -152,12 +166,16 @@ def _check_regex_end(q: str, start: int, end: int) -> None:
 def _check_single_quotes(q: str, tokens: list[_Tok]) -> None:
     """'dark web' is an error (it would silently be 'dark AND web'); o'neill, 'til are
     words, and 'Ndrangheta OR camorra' is two terms: only a run of adjacent words counts."""
+    closing: list[_Tok | None] = [None] * len(tokens)  # the first closing word from here on in a run
+    for k in range(len(tokens) - 2, -1, -1):  # tokens end with EOF
+        tok = tokens[k]
+        if tok.kind == "WORD":
+            closing[k] = tok if tok.value[-1] in _CLOSE_SINGLE else closing[k + 1]
     for k, tok in enumerate(tokens):
         v = tok.value
         if tok.kind != "WORD" or v[0] not in _OPEN_SINGLE or (len(v) > 1 and v[-1] in _CLOSE_SINGLE):
             continue
-        run = takewhile(lambda t: t.kind == "WORD", tokens[k + 1 :])
-        close = next((t for t in run if t.value[-1] in _CLOSE_SINGLE), None)
+        close = closing[k + 1]
         if close is not None:
             inner = q[tok.column : close.column + len(close.value) - 2]
             hint = f'use double quotes for a phrase: "{inner}"'
@@ -185,11 +203,17 @@ def _word_token(word: str, col: int) -> _Tok:
 
 
 class _Parser:
-    def __init__(self, query: str, case_sensitive: tuple[str, ...]):
+    def __init__(self, query: str, case_sensitive: tuple[str, ...], check_backtracking: bool):
+        if len(query) > MAX_QUERY_LENGTH:
+            hint = "deep"
+            raise _error(f"query is longer than {MAX_QUERY_LENGTH:,} characters", MAX_QUERY_LENGTH + 1, hint)
         self.toks = _lex(query)
         self.pos = 0
         self.depth = 0
+        self.heights: dict[int, int] = {}  # id(node) -> its height; terms are 0
+        self.terms = 0
         self.case_sensitive = case_sensitive
+        self.check_backtracking = check_backtracking
 
     def peek(self) -> _Tok:
         return self.toks[self.pos]
@@ -200,9 +224,25 @@ class _Parser:
         return tok
 
     def nest(self, tok: _Tok) -> None:
+        """One level deeper in the parser (a parenthesis, NOT, a field)."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise _error("query nested too deeply", tok.column, "simplify it")
+            raise _error(f"query nested too deeply (over {MAX_DEPTH} levels)", tok.column, "simplify it")
+
+    def built(self, node: N, children: Iterable[Node], column: int) -> N:
+        """`node`, once its height (operators above a term) is known to be at most MAX_DEPTH:
+        a NEAR b NEAR c ... is (a NEAR b) NEAR c, one level higher per NEAR. So nothing
+        that walks a tree recursively (checking, compiling, matching) runs out of stack."""
+        height = 1 + max(self.heights.get(id(c), 0) for c in children)
+        if height > MAX_DEPTH:
+            raise _error(f"query nested too deeply (over {MAX_DEPTH} levels)", column, "simplify it")
+        self.heights[id(node)] = height
+        return node
+
+    def count_term(self, tok: _Tok) -> None:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise _error(f"query has more than {MAX_TERMS} terms", tok.column, "deep")
 
     def expect_operand(self, op: _Tok, kinds: frozenset[str]) -> None:
         if self.peek().kind not in kinds:
@@ -232,7 +272,9 @@ class _Parser:
             bare = bare or more
         if bare and ors:
             raise _error("AND and OR mixed without parentheses", ors[0].column, "mixed")
-        return items[0] if len(items) == 1 else Or(tuple(items), first.column)
+        return (
+            items[0] if len(items) == 1 else self.built(Or(tuple(items), first.column), items, ors[-1].column)
+        )
 
     def and_(self) -> tuple[Node, bool]:
         items = [self.unary()]
@@ -246,7 +288,7 @@ class _Parser:
             items.append(self.unary())
         if len(items) == 1:
             return items[0], False
-        return And(tuple(items), items[0].column), True
+        return self.built(And(tuple(items), items[0].column), items, items[0].column), True
 
     def unary(self) -> Node:
         tok = self.peek()
@@ -257,7 +299,7 @@ class _Parser:
         self.nest(tok)
         child = self.unary()
         self.depth -= 1
-        return Not(child, tok.column)
+        return self.built(Not(child, tok.column), (child,), tok.column)
 
     def near(self) -> Node:
         node = self.primary()
@@ -267,7 +309,7 @@ class _Parser:
             right = self.primary()
             for operand in (node, right):
                 _check_near_operand(operand)
-            node = Near(node, right, op.number, node.column)
+            node = self.built(Near(node, right, op.number, node.column), (node, right), op.column)
         return node
 
     def primary(self) -> Node:
@@ -284,16 +326,19 @@ class _Parser:
             return node
         if tok.kind == "FIELD":
             self.expect_operand(tok, _PRIMARY)
+            self.nest(tok)
             child = self.primary()
+            self.depth -= 1
             for sub in walk(child):
                 if isinstance(sub, Field) and sub.name != tok.value:
                     msg = f"{sub.name}: inside {tok.value}: can never match"
                     raise _error(msg, sub.column, "field")
-            return Field(tok.value, child, tok.column)
+            return self.built(Field(tok.value, child, tok.column), (child,), tok.column)
         if tok.kind in ("WORD", "PHRASE"):
             return self.term(tok)
         if tok.kind == "REGEX":
-            return _regex(tok.value, tok.column)
+            self.count_term(tok)
+            return _regex(tok.value, tok.column, self.check_backtracking)
         if tok.kind == "EOF":
             raise _error("query ends too early", tok.column, "add a term")
         if tok.kind == ")":
@@ -301,6 +346,7 @@ class _Parser:
         raise _error(f"{tok.value} needs a term before it", tok.column, tok.kind)
 
     def term(self, tok: _Tok) -> Term:
+        self.count_term(tok)
         raw, col = tok.value, tok.column + (tok.kind == "PHRASE")
         prefix = raw.endswith("*")
         body = raw[:-1] if prefix else raw
@@ -330,48 +376,13 @@ def _check_near_operand(node: Node) -> None:
     raise _error("not allowed next to NEAR", node.column, type(node).__name__)
 
 
-def _regex(pattern: str, column: int) -> Regex:
-    if not pattern:
-        raise _error("empty regex", column, "write a pattern between the slashes")
+def _regex(pattern: str, column: int, check_backtracking: bool) -> Regex:
+    """A /regex/ term (column: of its opening slash) once regexcheck accepts the pattern."""
     try:
-        compiled = re.compile(pattern)  # re points at the mistake; the matcher runs it with
-        regex.compile(pattern)  # the regex module (match.py), which must take it too
-    except (re.error, regex.error) as e:
-        raise _error(f"invalid regex: {e.msg}", column + 1 + (e.pos or 0), "regex") from None
-    if compiled.search("") is not None:
-        raise _error("regex matches empty text", column, "make it require at least a character")
-    nested = nested_quantifier(pattern)
-    if nested is not None:
-        raise _error("nested repetition in regex", column + 1 + nested, "nested")
-    return Regex(pattern, column)
-
-
-def nested_quantifier(pattern: str) -> int | None:
-    """Offset of a group that repeats an unbounded repetition, like `(a+)+` or `(\\w*x)*`."""
-    stack: list[tuple[int, bool]] = [(-1, False)]  # (group start, contains unbounded repeat)
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            i += 1
-        elif c == "[":
-            i += 2 if pattern[i + 1 : i + 2] == "]" else 1
-            i += 1 if pattern[i : i + 1] == "^" else 0
-            while i < n and pattern[i] != "]":
-                i += 2 if pattern[i] == "\\" else 1
-        elif c == "(":
-            stack.append((i, False))
-        elif c == ")" and len(stack) > 1:
-            start, inner = stack.pop()
-            outer = re.match(r"[*+]|\{\d*,\}", pattern[i + 1 :]) is not None
-            if inner and outer:
-                return start
-            if inner or outer:
-                stack[-1] = (stack[-1][0], True)
-        elif c in "*+" or (c == "{" and re.match(r"\{\d*,\}", pattern[i:])):
-            stack[-1] = (stack[-1][0], True)
-        i += 1
-    return None
+        size = check_regex(pattern, check_backtracking)
+    except RegexProblem as p:
+        raise _error(p.message, column if p.offset is None else column + 1 + p.offset, p.hint) from None
+    return Regex(pattern, column, size)
 
 
 def _unanchored(node: Node) -> Node | None:
@@ -388,13 +399,18 @@ def _unanchored(node: Node) -> Node | None:
     return None
 
 
-def parse_query(text: str, *, case_sensitive_terms: Iterable[str] = ()) -> Node:
+def parse_query(
+    text: str, *, case_sensitive_terms: Iterable[str] = (), check_backtracking: bool = True
+) -> Node:
     """Parse one `match` or `exclude` query; QuerySyntaxError (1-based column) if invalid.
 
     Words of the query written exactly like an entry of `case_sensitive_terms` (a word or
-    a phrase) only match text spelled with the same case.
+    a phrase) only match text spelled with the same case. The size limits always apply;
+    `check_backtracking=False` leaves out the rule against regexes that can backtrack
+    catastrophically (regex_backtracking), for a caller that runs them under a time budget
+    and was handed queries already checked (the matcher).
     """
-    node = _Parser(text, tuple(case_sensitive_terms)).parse()
+    node = _Parser(text, tuple(case_sensitive_terms), check_backtracking).parse()
     part = _unanchored(node)
     if part is not None:
         msg = "this query would match articles that contain none of its terms"

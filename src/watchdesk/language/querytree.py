@@ -41,6 +41,7 @@ class Term:
 class Regex:
     pattern: str  # Python syntax, applied to the original (not normalised) text
     column: int = field(default=1, compare=False)
+    size: int = field(default=1, compare=False)  # with counted repetitions written out (query.py)
 
 
 @dataclass(frozen=True, slots=True)
