@@ -6,7 +6,7 @@ WatchdeskError
 ├── SecretError          a secret reference cannot be resolved
 ├── FetchError           a request failed (carries the FetchFailed outcome)
 ├── ParseError           bytes that are not a feed at all
-└── StoreError           the database cannot be opened or migrated
+└── StoreError           the database cannot be used: one message naming the file and what to do
 """
 
 from __future__ import annotations

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
 from ..notify.sanitize import one_line
 from ..store import hits as hit_store
-from ..store import open_db
 from ..store import stories as story_store
-from .common import iso, load, since_option, when
+from .common import iso, json_line, load, read_db, since_option, when
 
 
 @click.command()
@@ -44,7 +42,7 @@ def hits(
     Times are UTC."""
     config = load(ctx, check_secrets=False)
     rows = hit_store.list_hits(
-        open_db(config.database),
+        read_db(config),
         watchlist=watchlist,
         since=since_option(since),
         limit=limit,
@@ -55,7 +53,7 @@ def hits(
         rows = hit_store.group_copies(rows)
     for row in rows:
         if as_json:
-            click.echo(json.dumps(_hit_json(row), ensure_ascii=False))
+            click.echo(json_line(_hit_json(row)))
             continue
         click.echo(
             f"hit {row['id']}  {when(row['created_at'])} UTC  {one_line(row['watchlist'])}  {one_line(row['title'])}"
@@ -151,15 +149,12 @@ def stories(ctx: click.Context, since: str, watchlist: str | None, limit: int, a
     """Stories (one story across its outlets' copies), most recently seen first. Times are UTC."""
     config = load(ctx, check_secrets=False)
     rows = story_store.list_stories(
-        open_db(config.database), since=since_option(since), watchlist=watchlist, limit=limit
+        read_db(config), since=since_option(since), watchlist=watchlist, limit=limit
     )
     for row in rows:
         if as_json:
             click.echo(
-                json.dumps(
-                    {**row, "first_seen": iso(row["first_seen"]), "last_seen": iso(row["last_seen"])},
-                    ensure_ascii=False,
-                )
+                json_line({**row, "first_seen": iso(row["first_seen"]), "last_seen": iso(row["last_seen"])})
             )
             continue
         outlets = row["outlets"]

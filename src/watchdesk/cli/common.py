@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import click
+import sqlite_utils
 
 from ..config import Config, find_config, load_config, parse_duration
 from ..errors import ConfigError, Problem
+from ..store import open_db
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -46,7 +52,34 @@ def load(ctx: click.Context, *, check_secrets: bool = True, tool: bool = False) 
     for problem in () if tool else config.warnings:
         click.echo(warning(problem), err=True)
     setup_logging(ctx.obj["log_level"] or config.log_level)
+    ctx.obj["database"] = config.database  # named when a store error reaches the top (main.py)
     return config
+
+
+def read_db(config: Config) -> sqlite_utils.Database:
+    """The database for a command that only reads: query_only, and read through SQLite's
+    read-only mode when this user cannot write it. One that does not exist yet reads as
+    empty, with a note, and is not created."""
+    path = Path(config.database)
+    if not path.exists() and not path.is_symlink() and not path.with_name(path.name + "-wal").exists():
+        click.echo(
+            f"watchdesk: note: database {path} does not exist yet, so nothing is stored "
+            "(`watchdesk run` or `watchdesk poll --once` creates it)",
+            err=True,
+        )
+    return open_db(path, read_only=True)
+
+
+# C1 controls, DEL, bidi marks, embeddings, overrides and isolates, line and paragraph
+# separators: json.dumps escapes C0 controls itself, and ensure_ascii=False keeps the rest.
+_JSON_INERT = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def json_line(value: Any) -> str:
+    """One JSON value on one line, text as it is (not ASCII-escaped) except the characters
+    that would act on a terminal, which are written as \\uXXXX escapes: shown inert, read back
+    unchanged by any JSON parser."""
+    return _JSON_INERT.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
 def since_option(value: str | None) -> float | None:

@@ -3,25 +3,44 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
+import sqlite3
 import time
 from typing import Any
 
 import click
 
 from .. import __version__
-from ..errors import WatchdeskError
+from ..errors import StoreError, WatchdeskError
 from ..notify.sanitize import one_line
 from ..store import open_db
 from ..store import outbox as outbox_store
+from ..store.db import explain
 from .archive import ARCHIVE_COMMANDS
-from .common import load, when
+from .common import json_line, load, read_db, when
 from .feedlists import FEEDLIST_COMMANDS
 from .maintenance import MAINTENANCE_COMMANDS
 from .tools import COMMANDS
 
+STORE_FAILURE_EXIT = 2  # as for a config with problems (common.load)
 
-@click.group()
+
+class Watchdesk(click.Group):
+    """The group: a store failure in any command, when the database is opened or later
+    (a damaged page met by a query, a disk that fills), ends it with one message naming
+    the file and what to do, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (StoreError, sqlite3.Error) as e:
+            logging.getLogger("watchdesk.cli").debug("store failure", exc_info=True)
+            database = (ctx.obj or {}).get("database") or "(unknown)"
+            click.echo(f"watchdesk: {explain(database, e)}", err=True)
+            ctx.exit(STORE_FAILURE_EXIT)
+
+
+@click.group(cls=Watchdesk)
 @click.version_option(__version__, prog_name="watchdesk")
 @click.option(
     "--config",
@@ -55,6 +74,8 @@ def run(ctx: click.Context) -> None:
     config = load(ctx, check_secrets=False)
     try:
         asyncio.run(run_daemon(config, lambda: early_stop.signal))
+    except StoreError:
+        raise  # Watchdesk.invoke: exit 2
     except WatchdeskError as e:
         click.echo(f"watchdesk: {e}", err=True)
         ctx.exit(1)
@@ -80,6 +101,8 @@ def poll(ctx: click.Context, once: bool) -> None:
 
     try:
         summary, drained = asyncio.run(go())
+    except StoreError:
+        raise  # Watchdesk.invoke: exit 2
     except WatchdeskError as e:
         click.echo(f"watchdesk: {e}", err=True)
         ctx.exit(1)
@@ -105,10 +128,10 @@ def feeds(ctx: click.Context, as_json: bool) -> None:
     from .feedview import feed_views
 
     config = load(ctx, check_secrets=False)
-    views = feed_views(open_db(config.database), config, time.time())
+    views = feed_views(read_db(config), config, time.time())
     if as_json:
         for view in views:
-            click.echo(json.dumps(view, ensure_ascii=False))
+            click.echo(json_line(view))
         return
     click.echo(
         f"{'feed':28} {'status':8} {'since (UTC)':26} {'7d':>4} {'interval':>8} {'next check (UTC)':19} notes"
@@ -129,7 +152,7 @@ def outbox(ctx: click.Context, status: str | None, limit: int) -> None:
     if ctx.invoked_subcommand:
         return
     config = load(ctx, check_secrets=False)
-    db = open_db(config.database)
+    db = read_db(config)
     counts = outbox_store.counts(db)
     click.echo("  ".join(f"{s}: {counts.get(s, 0)}" for s in ("pending", "sent", "dead")))
     for row in outbox_store.list_rows(db, status, limit):
@@ -146,7 +169,7 @@ def outbox(ctx: click.Context, status: str | None, limit: int) -> None:
 def outbox_show(ctx: click.Context, row_id: int) -> None:
     """One delivery: its alert, its state, and every attempt made."""
     config = load(ctx, check_secrets=False)
-    db = open_db(config.database)
+    db = read_db(config)
     row = outbox_store.get_row(db, row_id)
     if row is None:
         click.echo(f"watchdesk: no outbox row {row_id}", err=True)

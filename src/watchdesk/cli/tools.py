@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from dataclasses import asdict, replace
@@ -12,12 +11,13 @@ from pathlib import Path
 
 import click
 
-from ..errors import QuerySyntaxError
+from ..errors import QuerySyntaxError, StoreError
 from ..models import Article, Hit
 from ..notify.render import marked
 from ..notify.sanitize import for_terminal, one_line
 from ..store import open_db
-from .common import load, optional_config, since_option
+from ..store.db import check_db
+from .common import json_line, load, optional_config, read_db, since_option
 
 
 @click.command()
@@ -48,7 +48,7 @@ def extract(ctx: click.Context, source: str, as_json: bool) -> None:
             ctx.exit(1)
     result = extract_page(body, url)
     if as_json:
-        click.echo(json.dumps(asdict(result), ensure_ascii=False))
+        click.echo(json_line(asdict(result)))
         return
     for label, value in (("title", result.title), ("date", result.date), ("language", result.language)):
         click.echo(f"{label}: {one_line(value or '-')}")
@@ -158,6 +158,7 @@ def try_(
     2 on an error.
     """
     from ..ingest import extract_page
+    from ..language import parse_query
     from ..matching import compile_matcher
     from .actions import article_from_extraction, fetch_page_once, reason_for_no_hit, watchlist_for
 
@@ -168,6 +169,8 @@ def try_(
     config = optional_config(ctx)
     try:
         chosen = watchlist_for(config, query_or_watchlist)
+        if chosen.is_query:  # the rules check applies (the matcher leaves out the backtracking one)
+            parse_query(query_or_watchlist)
         watchlist = chosen.watchlist
         matcher = compile_matcher([watchlist])
     except ValueError as e:
@@ -219,7 +222,7 @@ def try_(
     reason = None if hits else reason_for_no_hit(watchlist, article, feed_name, feed_tags)
     if as_json:
         result = {"matches": bool(hits), "hits": [_hit_json(h, article) for h in hits], "notes": notes}
-        click.echo(json.dumps({**result, "why_not": reason}, ensure_ascii=False))
+        click.echo(json_line({**result, "why_not": reason}))
     elif not hits:
         click.echo(f"no match for {one_line(name)}" + (f": {one_line(reason)}" if reason else ""))
     for hit in [] if as_json else hits:
@@ -321,7 +324,7 @@ def search(
         parse_query(query)
     except QuerySyntaxError as e:
         _query_error(ctx, query, e)
-    results = list(run_search(open_db(config.database), query, since=since_option(since), limit=limit))
+    results = list(run_search(read_db(config), query, since=since_option(since), limit=limit))
     copies: dict[int, list[str]] = {}  # story id -> the other outlets' copies found
     shown = []
     for stored, hit in results:
@@ -342,7 +345,7 @@ def search(
             row["published"] = a.published.isoformat() if a.published else None
             row["story"] = stored.story
             row["also_in"] = list(dict.fromkeys(also))
-            click.echo(json.dumps(row, ensure_ascii=False))
+            click.echo(json_line(row))
             continue
         published = a.published.strftime("%Y-%m-%d") if a.published else "undated"
         click.echo(f"{published}  {one_line(stored.feed_name)}  {one_line(a.title)}")
@@ -365,17 +368,24 @@ def search(
 )
 @click.pass_context
 def check(ctx: click.Context, no_secrets: bool) -> None:
-    """Validate the config and every watchlist.
+    """Validate the config, every watchlist and the database.
 
     Each problem is printed as `file:line: message` and makes the exit status 2; a
     warning (`file:line: warning: message`: no feeds, no watchlist in force, a file in
     the watchlists folder that is not read) does not: exit 0. A secret reference that
-    does not resolve is a problem, unless --no-secrets.
+    does not resolve is a problem, unless --no-secrets. The database, when it exists,
+    gets `PRAGMA quick_check` (nothing is created, migrated or changed); one that is
+    damaged, unreadable or not watchdesk's is a problem too.
     """
     config = load(ctx, check_secrets=not no_secrets)
+    try:
+        database = check_db(config.database)
+    except StoreError as e:
+        click.echo(f"watchdesk: {e}", err=True)
+        ctx.exit(2)
     n = len(config.warnings)
     click.echo(f"{config.path}: ok" + (f" ({n} warning{'' if n == 1 else 's'})" if n else ""))
-    click.echo(f"  database   {config.database}")
+    click.echo(f"  database   {config.database}: {database}")
     click.echo(f"  feeds      {len(config.feeds)}")
     click.echo(f"  watchlists {len(config.watchlists)} in {config.watchlists_dir}")
     for w in config.watchlists:

@@ -1,10 +1,15 @@
-"""Open the database: WAL, busy_timeout, foreign keys, synchronous=FULL; migrate."""
+"""Open the database: WAL, busy_timeout, foreign keys, synchronous=FULL; check; migrate.
+
+A store failure is one StoreError naming the file and what to do (explain())."""
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -242,24 +247,356 @@ def without_fsync(db: sqlite_utils.Database) -> Iterator[None]:
         db.execute("PRAGMA synchronous=FULL")
 
 
-def open_db(path: Path | str, *, threaded: bool = True) -> sqlite_utils.Database:
-    """Open (creating if needed) and migrate the database at `path`.
+READ_COMMANDS = "feeds, hits, search, outbox, stories"
+QUICK_CHECK_SHOWN = 3  # problems named in the message (quick_check stops after 100)
+
+
+def open_db(path: Path | str, *, threaded: bool = True, read_only: bool = False) -> sqlite_utils.Database:
+    """Open (creating only when nothing is at `path`), check and migrate the database.
+
+    A file there that is not a sound watchdesk database is refused, never taken as a new
+    one: an empty file, a directory, garbage, a damaged file (`PRAGMA quick_check`), an
+    SQLite file of something else. Every failure is a StoreError saying which file and
+    what to do (explain()).
+
+    The damage check (quick_check: about 0.5 s per GB, cached) runs when opening for writing (the
+    daemon's start, `poll`, `prune`): never write into a damaged file. A reading command
+    skips it (it cannot make things worse, and a page it reads that is damaged is still a
+    StoreError); `watchdesk check` runs it on demand.
+
+    `read_only`: for a command that only reads. The connection is query_only; a file
+    this user cannot write (or whose directory it cannot write) is read through SQLite's
+    read-only mode, or as immutable when SQLite cannot share it read-only and no `-wal`
+    file holds changes; a database that does not exist yet reads as an empty one and no
+    file is created. Otherwise the database must be writable, checked at once (a write
+    rolled back), so a daemon never starts on a database it cannot write.
 
     `threaded`: the connection is handed to one store thread (store/engine.py) and used
     only there; sqlite3's same-thread check would refuse that hand-over."""
+    if str(path) == ":memory:":
+        return _prepared(_connect(":memory:", threaded), path, migrate=True, verify=False)
+    path = Path(path)
     try:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=not threaded)
+        _refuse_what_is_no_database(path)
+        if read_only and not path.exists():
+            db = _prepared(_connect(":memory:", threaded), path, migrate=True, verify=False)
+            db.execute("PRAGMA query_only=ON")
+            return db
+        if read_only:
+            return _readable(path, threaded, migrate=True, verify=False)[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _writable(path, threaded)
+    except (sqlite3.Error, OSError) as e:
+        raise explain(path, e) from e
+
+
+def check_db(path: Path | str) -> str:
+    """What `watchdesk check` says of the database: its quick_check passed, and whether it
+    can be written and is up to date; nothing is created or migrated. Raises StoreError
+    (explain()) for a database that cannot be used."""
+    path = Path(path)
+    _refuse_what_is_no_database(path)
+    if not path.exists():
+        return "does not exist yet: `watchdesk run` or `watchdesk poll --once` creates it"
+    try:
+        db, writable = _readable(path, threaded=False, migrate=False, verify=True)
+        with closing(db):
+            notes = ["quick_check ok"]
+            if not writable:
+                notes.append("read-only for this user (`run` and `poll` need write access)")
+            if "entries_fts" in db.table_names():
+                if writable:
+                    _check_search_index(db, path)
+                    notes[0] += ", search index ok"
+                else:
+                    notes.append("search index not checked (that needs write access)")
+            pending = migrations.pending(db)
+            if pending:
+                notes.append(f"{len(pending)} upgrades pending (the next `run` or `poll` applies them)")
+            return "; ".join(notes)
+    except (sqlite3.Error, OSError) as e:
+        raise explain(path, e) from e
+
+
+def _check_search_index(db: sqlite_utils.Database, path: Path) -> None:
+    """FTS5's own integrity check of the search index (quick_check sees only that its
+    pages are sound b-tree pages). It is run as a write, so in a savepoint rolled back."""
+    db.execute("PRAGMA query_only=OFF")
+    db.execute("SAVEPOINT watchdesk_fts_check")
+    try:
+        db.execute("INSERT INTO entries_fts(entries_fts) VALUES ('integrity-check')")
+    except sqlite3.DatabaseError as e:
+        if not (getattr(e, "sqlite_errorname", None) or "").startswith("SQLITE_CORRUPT"):
+            raise
+        raise StoreError(
+            f"database {path}: its search index is damaged (sqlite: {e}): `watchdesk search` and "
+            "`watchdesk rematch` fail or miss entries; restore the database from a backup "
+            "(alerting and the rest of the archive still work)"
+        ) from e
+    finally:
+        db.execute("ROLLBACK TO watchdesk_fts_check")
+        db.execute("RELEASE watchdesk_fts_check")
+        db.execute("PRAGMA query_only=ON")
+
+
+def explain(path: Path | str, error: BaseException) -> StoreError:
+    """A failure of the database at `path` as one clear message: which file, what is
+    wrong with it, and what to do. For sqlite3 errors (by their SQLite code) and OSError."""
+    if isinstance(error, StoreError):
+        return error
+    path = Path(path)
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorname", None) or ""
+        detail = f"sqlite: {error}"
+        if _read_only_error(error) and not code.startswith("SQLITE_CANTOPEN"):
+            return StoreError(_read_only(path, detail))
+        if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+            return StoreError(_damaged(path, detail))
+        if code.startswith("SQLITE_CANTOPEN") and not _may_write(path):
+            return StoreError(_read_only(path, detail))
+        if code.startswith("SQLITE_CANTOPEN"):
+            return StoreError(
+                f"database {path} cannot be opened ({detail}): check that it and its directory "
+                "exist and that this user may read and write them"
+            )
+        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return StoreError(
+                f"database {path} is locked by another process ({detail}; waited 30 s): "
+                "try again once it is done (is another watchdesk writing it?)"
+            )
+        if code.startswith("SQLITE_FULL"):
+            return StoreError(f"database {path}: the disk is full ({detail}): free some space and try again")
+        if code.startswith("SQLITE_IOERR"):
+            return StoreError(
+                f"database {path}: input/output error ({detail}): check the disk and its file "
+                "system; if it goes on, restore the database from a backup"
+            )
+        return StoreError(f"database {path}: {detail}")
+    if isinstance(error, OSError):
+        reason = error.strerror or str(error)
+        where = f" ({error.filename})" if error.filename and str(error.filename) != str(path) else ""
+        if error.errno in (errno.EACCES, errno.EPERM):
+            return StoreError(
+                f"database {path}: permission denied{where}: run watchdesk as the user that "
+                "owns it, or fix the permissions of the file and its directory"
+            )
+        if error.errno == errno.EROFS:
+            return StoreError(_read_only(path, f"{reason}{where}"))
+        if error.errno == errno.ENOSPC:
+            return StoreError(f"database {path}: the disk is full{where}: free some space and try again")
+        return StoreError(f"database {path}: {reason}{where}")
+    return StoreError(f"database {path}: {error}")
+
+
+def quick_check(db: sqlite_utils.Database) -> list[str]:
+    """What `PRAGMA quick_check` finds wrong (at most 100 problems); [] when nothing."""
+    rows = [" ".join(str(row[0]).split()) for row in db.execute("PRAGMA quick_check(100)").fetchall()]
+    return [] if rows == ["ok"] else [row.removeprefix("*** in database main *** ") for row in rows]
+
+
+# ---- the pieces of open_db ---------------------------------------------------------------
+
+
+def _connect(path: Path | str, threaded: bool) -> sqlite3.Connection:
+    new = str(path) == ":memory:" or not Path(path).exists()
+    conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=not threaded)
+    try:
         # A new file gives freed pages back in steps (retention); an existing file keeps
-        # its mode (changing it takes a full VACUUM).
-        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        conn.execute("PRAGMA journal_mode=WAL")
+        # its mode (changing it takes a full VACUUM: `watchdesk prune` offers it). Only
+        # for a new one: on an existing file the pragma commits a header write at every
+        # open, even a reading command's, even into a damaged file before it is found so.
+        if new:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=FULL")
-        db = sqlite_utils.Database(conn, execute_plugins=False)
-        migrations.apply(db)
-    except (sqlite3.Error, OSError) as e:
-        raise StoreError(f"cannot open database {path}: {e}") from e
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _writable(path: Path, threaded: bool) -> sqlite_utils.Database:
+    conn = _connect(path, threaded)
+    try:
+        db = _prepared(conn, path, migrate=True, verify=True)
+        _probe_write(conn)
+    except BaseException:
+        conn.close()
+        raise
     return db
+
+
+def _readable(
+    path: Path, threaded: bool, *, migrate: bool, verify: bool
+) -> tuple[sqlite_utils.Database, bool]:
+    """The database, and whether this user can write it: opened as usual when it can (and
+    migrated when `migrate`; without, probed for write access), else read-only (see
+    _connect_read_only). query_only either way."""
+    conn: sqlite3.Connection | None = None
+    writable = True
+    try:
+        try:
+            conn = _connect(path, threaded)
+            db = _prepared(
+                conn, path, migrate=migrate, verify=verify, wal=migrate
+            )  # check_db changes nothing
+            if not migrate:  # nothing written yet that would have shown it
+                _probe_write(conn)
+        except sqlite3.Error as e:
+            if not _read_only_error(e):
+                raise
+            if conn is not None:
+                conn.close()
+            conn = _connect_read_only(path, threaded, e)
+            db = _prepared(conn, path, migrate=False, verify=verify, wal=False)
+            writable = False
+            if migrate and migrations.pending(db):
+                raise StoreError(
+                    f"database {path} must be upgraded for this version of watchdesk, which needs "
+                    f"write access (sqlite: {e}): run `watchdesk poll --once` once as the user "
+                    "that owns it"
+                ) from e
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
+    db.execute("PRAGMA query_only=ON")
+    return db, writable
+
+
+def _connect_read_only(path: Path, threaded: bool, cause: sqlite3.Error) -> sqlite3.Connection:
+    """SQLite's read-only mode; immutable when that cannot work (SQLite needs to create the
+    `-shm` file, in a directory this user cannot write) and no `-wal` file holds changes
+    an immutable reading would miss."""
+    uri = path.resolve().as_uri()
+    for query in ("?mode=ro", "?mode=ro&immutable=1"):
+        conn = sqlite3.connect(uri + query, uri=True, timeout=30.0, check_same_thread=not threaded)
+        try:
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error as e:
+            conn.close()
+            if "immutable" in query or not _read_only_error(e):
+                raise
+            wal = _wal(path)
+            if wal.exists() and wal.stat().st_size:
+                raise StoreError(
+                    f"database {path} cannot be read by this user: its {wal.name} file holds "
+                    "recent changes, which SQLite reads only with write access to the directory "
+                    f"{path.parent} (sqlite: {cause}): run watchdesk as the user that owns it, or "
+                    "fix the permissions"
+                ) from e
+    raise AssertionError("not reached")
+
+
+def _prepared(
+    conn: sqlite3.Connection, path: Path | str, *, migrate: bool, verify: bool, wal: bool = True
+) -> sqlite_utils.Database:
+    """The connection as a Database: refused unless it is watchdesk's (or empty) and sound;
+    then in WAL mode (unless a read-only connection) and migrated when `migrate`. WAL is
+    set only after the checks: it is written to the file's header, and a file refused is
+    left as it was."""
+    db = sqlite_utils.Database(conn, execute_plugins=False)
+    tables = [name for name in db.table_names() if not name.startswith("sqlite_")]
+    ours = migrations.migrations_table in tables and bool(migrations.applied(db))
+    if not ours and set(tables) - {migrations.migrations_table}:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(
+            f"database {path} is an SQLite database but not watchdesk's (its tables: {shown}): "
+            "point [watchdesk] database at watchdesk's own file, or at a new path to start afresh"
+        )
+    problems = quick_check(db) if verify else []
+    if problems:
+        more = len(problems) - QUICK_CHECK_SHOWN
+        shown = "; ".join(problems[:QUICK_CHECK_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+        raise StoreError(_damaged(path, f"quick_check: {shown}"))
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+    if migrate:
+        migrations.apply(db)
+    return db
+
+
+def _probe_write(conn: sqlite3.Connection) -> None:
+    """Raise now (SQLITE_READONLY...) if this connection cannot write: a statement that
+    writes nothing still takes the write lock, and SQLite checks there. Rolled back."""
+    conn.execute("SAVEPOINT watchdesk_write_probe")
+    try:
+        conn.execute(f"DELETE FROM {migrations.migrations_table} WHERE 0")
+    finally:
+        conn.execute("ROLLBACK TO watchdesk_write_probe")
+        conn.execute("RELEASE watchdesk_write_probe")
+
+
+def _refuse_what_is_no_database(path: Path) -> None:
+    """What is at `path` cannot be a database (or it is a missing one whose recent changes
+    are still there): refused before SQLite would take it as a new, empty database."""
+    wal = _wal(path)
+    if not path.exists():
+        if path.is_symlink():
+            raise StoreError(f"database {path} is a dangling symbolic link: fix the link or remove it")
+        if wal.exists() and wal.stat().st_size:
+            raise StoreError(
+                f"database {path} does not exist but its {wal.name} file does (recent changes "
+                "without their database): put the database file back (and its -shm file), or "
+                f"move {wal.name} away to start afresh"
+            )
+        return
+    if path.is_dir():
+        raise StoreError(
+            f"database {path} is a directory, not a database file: point [watchdesk] database "
+            f"at a file (e.g. {path / 'watchdesk.db'})"
+        )
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise StoreError(f"database {path} is not a regular file: point [watchdesk] database at a file")
+    try:
+        with path.open("rb") as f:
+            f.read(100)
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise StoreError(
+                f"database {path} cannot be read (permission denied): run watchdesk as the user "
+                "that owns it, or fix its permissions"
+            ) from e
+        raise explain(path, e) from e
+    if path.stat().st_size == 0:
+        raise StoreError(
+            f"database {path} is an empty file (0 bytes), not a watchdesk database, and is not "
+            "taken as a new one: restore it from a backup, or delete it if nothing was ever "
+            "stored there (watchdesk then creates a new database)"
+        )
+
+
+def _may_write(path: Path) -> bool:
+    """This user may write the file (when it exists) and its directory (for the -wal and
+    -shm files), as far as the permissions say."""
+    existing = not path.exists() or os.access(path, os.W_OK)
+    return existing and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _read_only_error(error: sqlite3.Error) -> bool:
+    """An error saying this connection cannot write (the file, its directory or its -shm)."""
+    code = getattr(error, "sqlite_errorname", None) or ""
+    return code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH"))
+
+
+def _read_only(path: Path | str, detail: str) -> str:
+    return (
+        f"database {path} is read-only (permission denied writing it or its directory "
+        f"{Path(path).parent}; {detail}): fix the permissions, or run watchdesk as the user that "
+        f"owns it; the commands that only read ({READ_COMMANDS}) may still read it"
+    )
+
+
+def _damaged(path: Path | str, detail: str) -> str:
+    return (
+        f"database {path} is not a watchdesk database or is damaged ({detail}): restore it "
+        "from a backup or move it away to start afresh (`sqlite3 FILE .recover` may salvage "
+        "what is left)"
+    )
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
