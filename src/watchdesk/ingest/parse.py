@@ -20,7 +20,9 @@ import calendar
 import codecs
 import functools
 import hashlib
+import html as htmllib
 import re
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +46,7 @@ MAX_CONTENT = 500_000
 _BENIGN = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
 _SPACE = re.compile(r"\s+")
 _DROP_TAGS = ("script", "style", "noscript", "template", "iframe", "object", "svg", "head")
+_BREAK_TAGS = ("br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6")
 _MAX_REASON = 500
 
 # A numeric character reference, with or without its ";" (feedparser reads both, in places).
@@ -67,21 +70,178 @@ _WIDE_BOMS = (
 )
 
 
+_parsers = threading.local()  # a parser per thread: its error_log is read after each parse
+
+
+def _html_parser() -> lxml.html.HTMLParser:
+    parser: lxml.html.HTMLParser | None = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = lxml.html.HTMLParser()
+    return parser
+
+
 def html_to_text(html: str) -> str:
-    """Visible text of an HTML fragment, whitespace collapsed; scripts and styles dropped."""
+    """Visible text of an HTML fragment, whitespace collapsed; scripts and styles dropped.
+
+    libxml2 stops parsing for good at its first fatal error (nesting deeper than 256
+    elements, or a text node over 10 MB): everything from there on would be lost, so the
+    fragment is then read by `_scan_text`, which builds no tree (linear, any depth).
+    """
     html, _ = _repair_text(html)  # lxml refuses NUL and controls, even from "&#1;"
     if "<" not in html and "&" not in html:
         return _SPACE.sub(" ", html).strip()
+    parser = _html_parser()
     try:
-        root = lxml.html.fragment_fromstring(html, create_parent="div")
+        root = lxml.html.fragment_fromstring(html, create_parent="div", parser=parser)
+        if any(e.level >= lxml.etree.ErrorLevels.FATAL for e in parser.error_log):
+            return _scan_text(html)
         for el in list(root.iter(*_DROP_TAGS)):
             el.drop_tree()
-        for el in root.iter("br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"):
+        for el in root.iter(*_BREAK_TAGS):
             el.tail = " " + (el.tail or "")
         text = root.text_content()
     except (lxml.etree.LxmlError, ValueError):
-        return _SPACE.sub(" ", html).strip()
+        return _scan_text(html)
     return clean_text(_SPACE.sub(" ", text).strip())
+
+
+# What _scan_text treats specially; roughly how libxml2 2.14's HTML5 tokenizer reads them.
+_DROP_RAW = frozenset(("script", "style", "iframe", "noscript"))  # raw text, dropped
+_KEEP_RAW = frozenset(("xmp", "noembed", "noframes"))  # raw text, kept as it is written
+_KEEP_RCDATA = frozenset(("textarea", "title"))  # tags in them are text; references decode
+_DROP_NESTED = frozenset(_DROP_TAGS) - _DROP_RAW  # svg, template, object, head: with all inside
+_BREAKS = frozenset(_BREAK_TAGS)
+_SPECIAL_NAMES = _DROP_RAW | _KEEP_RAW | _KEEP_RCDATA | _DROP_NESTED | {"plaintext"}
+
+
+def _names(names: frozenset[str] | tuple[str, ...]) -> str:
+    """A pattern for one of `names` as a whole tag name; its first letter is checked first
+    (many times faster on tags that cannot be one of them)."""
+    first = "".join(sorted({n[0] for n in names}))
+    return rf"(?=[{first}])(?:{'|'.join(sorted(names))})(?=[\t\n\f\r />])"
+
+
+_ATTRS = r"""(?:[\t\n\f\r /](?:[^<>"']++|"[^"]*+"|'[^']*+')*+)?>"""  # and the tag's ">"
+# Text and tags that need no closer look (not special, complete), in one match. Possessive:
+# a failed attempt gives nothing back, and is where the loop below takes over.
+_PLAIN_RUN = re.compile(
+    rf"(?:[^<]++|</?+(?!{_names(_SPECIAL_NAMES)})[A-Za-z][^\t\n\f\r /<>\"']*+{_ATTRS})++", re.I
+)
+# In a plain run: break tags, then all tags (a "<" inside a quoted value of a tag may be
+# taken for a tag by the first: it is replaced inside that tag, which goes next).
+_PLAIN_BREAK = re.compile(rf"</?{_names(_BREAK_TAGS)}{_ATTRS}", re.I)
+_PLAIN_TAG = re.compile(r"""<(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")
+_MARKUP = re.compile(r"<(?:(!--)|([!?])|/(?![A-Za-z])|(/?)([A-Za-z][^\t\n\f\r />]*))")
+_TAG_STOP = re.compile(r"[>\"']")
+_COMMENT_END = re.compile(r"--!?>")
+
+
+def _tag_end(html: str, i: int) -> int:
+    """Index just past the ">" ending the tag whose attributes start at `i` (a quoted value
+    may hold ">"), or -1 when the text ends inside the tag."""
+    while (m := _TAG_STOP.search(html, i)) is not None:
+        if m.group() == ">":
+            return m.end()
+        close = html.find(m.group(), m.end())
+        if close < 0:
+            return -1
+        i = close + 1
+    return -1
+
+
+def _raw_end(html: str, name: str, i: int) -> tuple[int, int]:
+    """(start, end) of the end tag closing raw text `name` from `i`; (-1, -1) if none."""
+    pattern = _RAW_CLOSE.get(name)
+    if pattern is None:
+        pattern = _RAW_CLOSE[name] = re.compile(rf"</{name}(?=[\t\n\f\r />])", re.I)
+    m = pattern.search(html, i)
+    if m is None:
+        return -1, -1
+    end = _tag_end(html, m.end())
+    return (m.start(), end) if end >= 0 else (-1, -1)
+
+
+_RAW_CLOSE: dict[str, re.Pattern[str]] = {}
+
+
+def _scan_text(html: str) -> str:
+    """Visible text of HTML read as a stream of tags, without a tree: for what libxml2
+    gives up on. One pass, linear in the length, any nesting depth. Comments, scripts,
+    styles and the other `_DROP_TAGS` (with their content) are never text; what follows
+    an unclosed one of them, an unclosed comment or an unfinished tag is dropped, as a
+    browser shows nothing of it either."""
+    out: list[str] = []
+    skip: str | None = None  # inside this _DROP_NESTED element: nothing is text
+    depth = 0  # of `skip` elements
+    i = 0
+    while True:
+        if run := _PLAIN_RUN.match(html, i):
+            if skip is None:
+                out.append(htmllib.unescape(_PLAIN_TAG.sub("", _PLAIN_BREAK.sub(" ", run.group()))))
+            i = run.end()
+        m = _MARKUP.search(html, i)
+        if m is None:
+            if skip is None:
+                out.append(htmllib.unescape(html[i:]))
+            break
+        if skip is None and m.start() > i:
+            out.append(htmllib.unescape(html[i : m.start()]))
+        if m.group(1):  # a comment, to "-->" (or "--!>"); "<!-->" and "<!--->" are empty
+            if html.startswith((">", "->"), m.end()):
+                i = html.index(">", m.end()) + 1
+                continue
+            c = _COMMENT_END.search(html, m.end())
+            if c is None:
+                break
+            i = c.end()
+            continue
+        if m.group(4) is None:  # "<!x", "<?x", "</1": a bogus comment, to the next ">"
+            end = html.find(">", m.end())
+            if end < 0:
+                break
+            i = end + 1
+            continue
+        end = _tag_end(html, m.end())
+        if end < 0:
+            break
+        i = end
+        name = m.group(4).lower()
+        closing = bool(m.group(3))
+        if skip is not None:
+            if name == skip and not (name == "svg" and html[end - 2] == "/"):
+                depth += -1 if closing else 1
+                if depth == 0:
+                    skip = None
+            elif not closing and name in _DROP_RAW:
+                start, i = _raw_end(html, name, end)
+                if start < 0:
+                    break
+            continue
+        if closing:
+            if name in _BREAKS:
+                out.append(" ")
+            continue
+        if name in _DROP_RAW or name in _KEEP_RAW or name in _KEEP_RCDATA:
+            start, after = _raw_end(html, name, end)
+            if start < 0:
+                if name in _DROP_RAW:
+                    break
+                start = after = len(html)
+            if name in _KEEP_RAW:
+                out.append(html[end:start])
+            elif name in _KEEP_RCDATA:
+                out.append(htmllib.unescape(html[end:start]))
+            i = after
+        elif name == "plaintext":
+            out.append(html[end:])
+            i = len(html)
+            break
+        elif name in _DROP_NESTED:
+            if not (name == "svg" and html[end - 2] == "/"):
+                skip, depth = name, 1
+        elif name in _BREAKS:
+            out.append(" ")
+    return clean_text(_SPACE.sub(" ", "".join(out)).strip())
 
 
 def _text(detail: Any, value: object, limit: int) -> str:
