@@ -111,11 +111,15 @@ def poll_once(config: Path) -> tuple[PollSummary, list[FeedRow]]:
         asyncio.run(rt.aclose())
 
 
-def start_daemon(config: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def start_daemon(
+    config: Path, env: dict[str, str] | None = None, log_format: str | None = "text"
+) -> subprocess.Popen[str]:
     """`watchdesk run` as a real subprocess, its output captured as text; `env` is added
-    to this process's environment."""
+    to this process's environment. Its log lines are `text` (`event key=value`, what
+    most tests look for) unless `log_format` says otherwise (None: the config's)."""
+    options = ["--log-format", log_format] if log_format else []
     return subprocess.Popen(
-        [sys.executable, "-m", "watchdesk", "--config", str(config), "run"],
+        [sys.executable, "-m", "watchdesk", "--config", str(config), *options, "run"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

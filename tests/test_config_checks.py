@@ -365,7 +365,10 @@ def test_the_daemon_runs_without_a_secret_and_its_alerts_wait(
         log,
         lambda: outbox(db) == [("desk", "pending")] and "channel_unavailable" in log.read_text(),
     )
-    assert f"channel_unavailable channel=desk error=channel 'desk': environment variable {MISSING}" in stderr
+    assert (
+        f"event=channel_unavailable channel=desk error=\"channel 'desk': environment variable {MISSING}"
+        in stderr
+    )
     assert outbox(db) == [("desk", "pending")]  # waiting: neither tried nor dead
     assert handler.received == []
 

@@ -21,6 +21,7 @@ ALLOWED = {
     "store": BOTTOM | {"config", "language"},
     "notify": BOTTOM | {"config"},
     "stories": BOTTOM | {"config", "language"},
+    "ops": BOTTOM,  # logs and metrics: read the plain data (PollSummary), import no stage
 }
 STAGES = set(ALLOWED)
 

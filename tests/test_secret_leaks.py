@@ -659,4 +659,4 @@ def test_the_installed_command_leaks_nothing_either(
     run = Run(outputs={name: r.stdout + r.stderr for name, r in outputs.items()})
     run.attempts = attempts(tmp_path)
     assert_no_leak(run, "", tmp_path, {**smtp_needles(handler.seen), **found})
-    assert " DEBUG " in outputs["poll --once"].stderr  # debug logging was on
+    assert "level=debug " in outputs["poll --once"].stderr  # debug logging was on

@@ -310,7 +310,7 @@ def test_referenced_secrets_never_leak(tmp_path: Path, server: LocalServer, rece
     # ... and never shown.
     assert_no_secret("the daemon's stdout", stdout)
     assert_no_secret("the daemon's stderr", stderr)
-    assert " DEBUG " in stderr and "daemon_started" in stderr  # debug logging was on
+    assert "level=debug " in stderr and "daemon_started" in stderr  # debug logging was on
     for args, result in cli.items():
         assert result.returncode == 0, result.stderr
         assert_no_secret(f"`watchdesk {' '.join(args)}` output", result.stdout + result.stderr)

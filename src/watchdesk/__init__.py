@@ -12,7 +12,7 @@ import sys
 
 __version__ = "0.1.0"
 
-_OPTIONS_WITH_VALUES = ("--config", "--log-level")
+_OPTIONS_WITH_VALUES = ("--config", "--log-level", "--log-format")
 
 
 class EarlyStop:

@@ -16,7 +16,10 @@ schedule itself lives in the store (feeds.next_check_at).
 - under systemd (sdnotify): READY=1 once ticking, STATUS= with feed and outbox health,
   RELOADING=1 around SIGHUP, STOPPING=1; with WatchdogSec=, WATCHDOG=1 only while the
   poll tick keeps running, so a daemon whose schedule stalled is restarted, not left
-  silently not polling.
+  silently not polling;
+- [metrics] listen: /metrics and /healthz served from this loop (ops/metrics.py), the
+  gauges refreshed every METRICS_EVERY from aggregate queries; /healthz answers 503 by
+  the watchdog's rule.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .config import Config
+from .ops import metrics as ops_metrics
 from .runtime import Runtime
 from .sdnotify import Notifier
 from .store import feeds as feed_store
@@ -48,6 +52,7 @@ WATCH_EVERY = 2.0  # seconds between looks at the watchlists folder for changes
 DRAIN_TICK = 2.0
 STOP_GRACE = 45.0  # how long in-flight polls may take to finish on SIGTERM
 STALLED_AFTER = 4 * POLL_TICK  # no poll tick for this long: stop pinging systemd's watchdog
+METRICS_EVERY = 15.0  # seconds between refreshes of the gauges (feeds per status, outbox, size)
 
 
 def schedule_alive(since_last_poll_tick: float, watchdog_interval: float) -> bool:
@@ -159,6 +164,33 @@ class Daemon:
         except Exception as e:  # the status line must never stop the daemon
             return f"status unavailable: {type(e).__name__}"
 
+    def alive(self) -> bool:
+        """The watchdog's rule, for /healthz: the poll tick ran recently."""
+        return schedule_alive(time.monotonic() - self.last_poll_tick, self.notifier.watchdog_interval or 0.0)
+
+    async def _serve_metrics(self) -> asyncio.Server | None:
+        listen, metrics = self.rt.config.metrics.listen, self.rt.metrics
+        if listen is None or metrics is None:
+            return None
+        host, port = listen
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            server = await ops_metrics.serve(metrics, host, port, self.alive)
+        except OSError as e:  # polling and alerting matter more than metrics: go on, loudly
+            log.error("metrics_unavailable listen=%s error=%s (not serving /metrics)", address, e)
+            return None
+        log.info("metrics_listening url=%s", f"http://{address}/metrics")
+        return server
+
+    async def refresh_metrics(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await self.rt.refresh_metrics()
+            except Exception as e:  # a gauge a little old never stops the daemon
+                log.warning("metrics_refresh_failed error=%s: %s", type(e).__name__, e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=METRICS_EVERY)
+
     async def watchdog(self, interval: float) -> None:
         """Ping systemd's watchdog (and refresh STATUS) while the poll tick runs; when the
         schedule has stalled, stay silent so that systemd restarts the daemon."""
@@ -198,6 +230,8 @@ class Daemon:
             coalesce=True,
         )
         self.scheduler.start()
+        server = await self._serve_metrics()
+        gauges = asyncio.create_task(self.refresh_metrics(), name="metrics") if server else None
         dispatcher = asyncio.create_task(self.dispatch(), name="dispatcher")
         feeds = len(self.rt.config.feeds)
         log.info(
@@ -217,6 +251,10 @@ class Daemon:
         await self._wind_down()
         if watchdog is not None:
             await watchdog
+        if server is not None:
+            server.close()
+            if gauges is not None:
+                await gauges
         self.notifier.close()
         log.info("daemon_stopped")
 

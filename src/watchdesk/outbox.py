@@ -216,6 +216,9 @@ class Drainer:
         self.failing: set[str] = set()  # channels whose last attempt failed (reported once)
         self.unrecorded: dict[str, list[Outcome]] = {}  # per channel, outcomes not yet written
         self.stop_requested = False  # a clean stop: finish the send in flight, start no other
+        # Told (channel name, sent | retrying | dead, alerts) of every delivery: the
+        # daemon's metrics (ops/metrics.py observe_delivery, by the channel's type).
+        self.observe: Callable[[str, str, int], None] = lambda channel, outcome, alerts: None
 
     async def drain(self, limit: int = 200) -> DrainSummary:
         summary = DrainSummary()
@@ -351,6 +354,7 @@ class Drainer:
         now = self.clock()
         if result.ok:
             summary.sent += len(ids)
+            self.observe(channel_name, "sent", len(ids))
             await self._record(
                 channel_name,
                 ids,
@@ -383,6 +387,7 @@ class Drainer:
             ),
         )
         summary.retrying += len(ids)
+        self.observe(channel_name, "retrying", len(ids))
         if channel_name not in self.failing:
             self.failing.add(channel_name)
             log.error(
@@ -416,6 +421,7 @@ class Drainer:
             channel, ids, partial(_mark_dead, ids=ids, why=why, now=now, ms=ms, health=health, others=others)
         )
         summary.dead += len(ids)
+        self.observe(channel, "dead", len(ids))
         log.error("delivery_dead channel=%s outbox_id=%d count=%d error=%s", channel, ids[0], len(ids), why)
 
 

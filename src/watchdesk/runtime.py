@@ -21,6 +21,7 @@ from .ingest import ArticleFetcher, CpuPool, HttpPool, Limits, RobotsCache
 from .matching import Matcher, compile_matcher
 from .models import PollSummary, Watchlist
 from .notify import Channel, ChannelNotAvailable, build_channel
+from .ops.metrics import Metrics
 from .outbox import Drainer, DrainSummary
 from .pipeline import PollContext, record_crash, refresh_feed
 from .store import feeds as feed_store
@@ -92,6 +93,12 @@ class Runtime:
         self.db = self.store.db  # for tools and tests, on their own thread while nothing else runs
         feed_store.sync_feeds(self.db, [(f.url, f.name) for f in config.feeds if f.enabled], clock())
         self.cpu = CpuPool(memory_limit=WORKER_MEMORY_LIMIT)
+        # [metrics] listen: what polls, extractions and deliveries count (daemon.py serves it)
+        self.metrics = (
+            Metrics(channel_types=sorted({c.type for c in config.channels.values()}))
+            if config.metrics.listen
+            else None
+        )
         self.pool, fetcher = self._networking(config)
         self._retired_pools: list[HttpPool] = []  # replaced by a reload; closed at the end
         self.ctx = PollContext(
@@ -123,6 +130,8 @@ class Runtime:
             tz=self.ctx.tz,
             health_notify=config.health.notify,
         )
+        if self.metrics is not None:
+            self.drainer.observe = self._observe_delivery
         self.unconfigured: set[int] = set()  # feed rows with no config here, logged once each
         # Feeds whose poll could not be recorded (the store refused the write): not
         # dispatched again before this time, so a stuck store is not met with a re-fetch
@@ -150,7 +159,22 @@ class Runtime:
             per_host_delay=net.per_host_delay,
             extract_timeout=config.polling.extract_timeout,
         )
+        if self.metrics is not None:
+            fetcher.observe = self.metrics.observe_extract
         return pool, fetcher
+
+    def _observe_delivery(self, channel: str, outcome: str, alerts: int) -> None:
+        assert self.metrics is not None
+        config = self.config.channels.get(channel)
+        self.metrics.observe_delivery(config.type if config else "unconfigured", outcome, alerts)
+
+    async def refresh_metrics(self) -> None:
+        """What the store holds, for the gauges: aggregate queries off the loop."""
+        if self.metrics is None:
+            return
+        statuses = await self.store.read(feed_store.status_counts)
+        pending, oldest = await self.store.read(outbox_store.pending_age, self.clock())
+        self.metrics.set_state(statuses, pending, oldest, self.store.size())
 
     def _build_channels(self, names: Collection[str] | None = None) -> dict[str, Channel]:
         channels: dict[str, Channel] = {}
@@ -235,7 +259,20 @@ class Runtime:
         await self._swap_channels(changes)
         self.drainer.max_per_hour = _caps(new)
         self.drainer.health_notify = tuple(new.health.notify)
-        log.info("config_reloaded %s", changes.summary())
+        log.info(
+            "config_reloaded feeds_added=%d feeds_removed=%d feeds_moved=%d feeds_changed=%d "
+            "channels_added=%d channels_removed=%d channels_changed=%d sections_changed=%s "
+            "watchlists_dir_changed=%d",
+            len(changes.feeds_added),
+            len(changes.feeds_removed),
+            len(changes.feeds_moved),
+            len(changes.feeds_changed),
+            len(changes.channels_added),
+            len(changes.channels_removed),
+            len(changes.channels_changed),
+            ",".join(changes.sections_changed) or "-",
+            changes.watchlists_dir_changed,
+        )
         return changes
 
     async def _swap_channels(self, changes: ConfigChanges) -> None:
@@ -313,6 +350,13 @@ class Runtime:
         """refresh_feed, with nothing escaping: an unexpected error is logged and recorded.
         A row this config does not know (another config's feed, or one removed from
         this one) is never polled: said once, then skipped."""
+        started = time.monotonic()
+        summary = await self._poll_one(row)
+        if self.metrics is not None:
+            self.metrics.observe_poll(summary, time.monotonic() - started)
+        return summary
+
+    async def _poll_one(self, row: feed_store.FeedRow) -> PollSummary:
         if row.config_url not in self.ctx.feeds:
             if row.id not in self.unconfigured:
                 self.unconfigured.add(row.id)

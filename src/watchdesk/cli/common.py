@@ -22,8 +22,15 @@ from ..store import open_db
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, style: str = "logfmt") -> None:
+    """Log to stderr at `level`, as `style`: logfmt or JSON lines (ops/logfmt.py), or the
+    plain `text` of LOG_FORMAT (values not quoted: for a person, not a machine)."""
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format=LOG_FORMAT, force=True)
+    if style != "text":
+        from ..ops import logfmt
+
+        for handler in logging.getLogger().handlers:
+            logfmt.install(handler, style)
     # httpx logs full URLs at INFO, and a webhook URL is a secret.
     for name in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -51,7 +58,7 @@ def load(ctx: click.Context, *, check_secrets: bool = True, tool: bool = False) 
         click.echo(warning(replace(problem, message=f"{problem.message} (watchlist left out)")), err=True)
     for problem in () if tool else config.warnings:
         click.echo(warning(problem), err=True)
-    setup_logging(ctx.obj["log_level"] or config.log_level)
+    setup_logging(ctx.obj["log_level"] or config.log_level, ctx.obj.get("log_format") or config.log_format)
     ctx.obj["database"] = config.database  # named when a store error reaches the top (main.py)
     return config
 

@@ -54,10 +54,16 @@ class Watchdesk(click.Group):
     default=None,
     help="Override [watchdesk] log_level.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["logfmt", "json", "text"]),
+    default=None,
+    help="Override [watchdesk] log_format (logfmt: key=value, values quoted; json: one object a line).",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, log_level: str | None) -> None:
+def main(ctx: click.Context, config_path: str | None, log_level: str | None, log_format: str | None) -> None:
     """watchdesk: watch news feeds for topics and alert people when an article matches."""
-    ctx.obj = {"config": config_path, "log_level": log_level}
+    ctx.obj = {"config": config_path, "log_level": log_level, "log_format": log_format}
 
 
 @main.command()

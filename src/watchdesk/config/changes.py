@@ -32,24 +32,6 @@ class ConfigChanges:
     def any(self) -> bool:
         return any(getattr(self, f.name) for f in fields(self))
 
-    def summary(self) -> str:
-        """`feeds_added=3 feeds_removed=1 channels_changed=1 ...` (the non-zero ones)."""
-        counts = {
-            "feeds_added": len(self.feeds_added),
-            "feeds_removed": len(self.feeds_removed),
-            "feeds_moved": len(self.feeds_moved),
-            "feeds_changed": len(self.feeds_changed),
-            "channels_added": len(self.channels_added),
-            "channels_removed": len(self.channels_removed),
-            "channels_changed": len(self.channels_changed),
-        }
-        parts = [f"{k}={v}" for k, v in counts.items() if v]
-        if self.sections_changed:
-            parts.append("sections_changed=" + ",".join(self.sections_changed))
-        if self.watchlists_dir_changed:
-            parts.append("watchlists_dir_changed=1")
-        return " ".join(parts) or "nothing_changed=1"
-
 
 def diff(old: Config, new: Config) -> ConfigChanges:
     old_feeds = {f.url: f for f in old.feeds if f.enabled}

@@ -77,6 +77,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "watchlists": _nonempty_str,
         "timezone": _timezone,
         "log_level": _one_of("debug", "info", "warning", "error"),
+        "log_format": _one_of("logfmt", "json", "text"),
     },
     "polling": {
         "interval": _via(parse_duration),
@@ -250,6 +251,7 @@ class Config:
     watchlists_dir: Path
     timezone: str = "UTC"
     log_level: str = "info"
+    log_format: str = "logfmt"  # logfmt | json | text (ops/logfmt.py)
     polling: PollingConfig = PollingConfig()
     network: NetworkConfig = NetworkConfig()
     health: HealthConfig = HealthConfig()
@@ -349,6 +351,7 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         watchlists_dir=watch_dir,
         timezone=top.get("timezone", "UTC"),
         log_level=top.get("log_level", "info"),
+        log_format=top.get("log_format", "logfmt"),
         polling=polling,
         network=network,
         health=health,

@@ -52,6 +52,9 @@ class ArticleFetcher:
         self.per_host_delay = per_host_delay
         self.monotonic = monotonic
         self._next_slot: dict[str, float] = {}
+        # Told each page's outcome (extracted | empty | failed | skipped) and, when the
+        # extraction ran, its seconds: the daemon's metrics (ops/metrics.py observe_extract).
+        self.observe: Callable[[str, float | None], None] = lambda outcome, seconds: None
 
     async def _wait_turn(self, host: str) -> None:
         """Space request starts to one host by per_host_delay (slots handed out in order)."""
@@ -122,12 +125,16 @@ async def fetch_article(fetcher: ArticleFetcher, cpu: CpuPool, entry: ParsedEntr
     page = await fetcher.fetch(entry.link)
     if page.body is None:
         log.info("article_skipped entry=%s reason=%s", entry.link, page.reason)
+        fetcher.observe("skipped", None)
         return article_from_entry(entry, outlet, page.reason)
+    started = time.monotonic()
     try:
         extraction = await cpu.run(extract_page, page.body, page.url, timeout=fetcher.extract_timeout)
     except WorkerFailed as e:
         log.warning("extract_failed entry=%s reason=%s", entry.link, e)
+        fetcher.observe("failed", time.monotonic() - started)
         return article_from_entry(entry, outlet, f"extraction failed: {e}")
+    fetcher.observe("extracted" if extraction.text else "empty", time.monotonic() - started)
     if not extraction.text:
         return article_from_entry(entry, outlet, f"extraction: {extraction.reason}")
     return article_from_page(entry, outlet, extraction)

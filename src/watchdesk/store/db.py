@@ -9,7 +9,7 @@ import os
 import sqlite3
 import stat
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 
 import sqlite_utils
@@ -288,6 +288,17 @@ def open_db(path: Path | str, *, threaded: bool = True, read_only: bool = False)
         return _writable(path, threaded)
     except (sqlite3.Error, OSError) as e:
         raise explain(path, e) from e
+
+
+def database_size(path: Path | str) -> int:
+    """Bytes the database takes on disk: its file and its `-wal` (0 in memory or missing)."""
+    if str(path) == ":memory:":
+        return 0
+    total = 0
+    for part in (Path(path), _wal(Path(path))):
+        with suppress(OSError):
+            total += part.stat().st_size
+    return total
 
 
 def check_db(path: Path | str) -> str:

@@ -28,7 +28,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import sqlite_utils
 
-from .db import open_db
+from .db import database_size, open_db
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -54,6 +54,10 @@ class Store:
     def open(cls, path: Path | str) -> Store:
         """Open (creating and migrating if needed) the database at `path`."""
         return cls(open_db(path, threaded=True), path)
+
+    def size(self) -> int:
+        """Bytes of the database file and its WAL (0 in memory): a stat, no query."""
+        return database_size(self.path) if self.path is not None else 0
 
     async def read(
         self, fn: Callable[Concatenate[sqlite_utils.Database, P], T], *args: P.args, **kwargs: P.kwargs

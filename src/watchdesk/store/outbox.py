@@ -253,5 +253,16 @@ def retry(db: sqlite_utils.Database, now: float, *, row_id: int | None = None) -
     return cursor.rowcount
 
 
+def pending_age(db: sqlite_utils.Database, now: float) -> tuple[int, float | None]:
+    """How many deliveries are pending, and how long the oldest that is due has waited
+    (since it was queued, or since its digest was due; None when none is due yet)."""
+    count, oldest = db.execute(
+        "SELECT COUNT(*), MIN(CASE WHEN COALESCE(digest_at, created_at) <= :now "
+        "THEN COALESCE(digest_at, created_at) END) FROM outbox WHERE status = 'pending'",
+        {"now": now},
+    ).fetchone()
+    return count, None if oldest is None else now - oldest
+
+
 def counts(db: sqlite_utils.Database) -> dict[str, int]:
     return dict(db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
