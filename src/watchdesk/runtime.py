@@ -146,7 +146,11 @@ class Runtime:
         wrote skip it (their redirects do not: fetch_feed trusted=)."""
         net = config.network
         pool = HttpPool(
-            concurrency=net.concurrency, per_host=net.per_host, user_agent=net.user_agent, allow=net.allow
+            concurrency=net.concurrency,
+            per_host=net.per_host,
+            user_agent=net.user_agent,
+            allow=net.allow,
+            connect_timeout=net.connect_timeout,
         )
         page_limits = Limits(
             timeout=net.timeout, max_bytes=net.max_page_bytes, max_redirects=net.max_redirects

@@ -69,12 +69,14 @@ class HttpPool:
         user_agent: str = "",
         allow: tuple[str, ...] = (),
         any_address: bool = False,
+        connect_timeout: float = 10.0,
     ):
         """`allow`: CIDR ranges reachable although not global. `any_address`: no address
         check at all, for any request or redirect (kept for old callers; for the URLs
         the operator wrote, use `get(..., trusted=True)` instead, which trusts the
         written URL only)."""
         self.policy = AddressPolicy(allow, any_address=any_address)
+        self.connect_timeout = connect_timeout  # [network] connect_timeout
         self._concurrency = concurrency
         self._shards = max(1, -(-concurrency // CONNECTIONS_PER_CLIENT))
         self._user_agent = user_agent or DEFAULT_USER_AGENT
