@@ -1,5 +1,6 @@
-"""One daemon per database (issue 12): a second `run` on the same file refuses to start,
-naming the first one's PID; a SIGKILLed daemon never blocks the next start."""
+"""One daemon per database (issue 12): a second `run` (or a `poll --once`) on the same
+file refuses to start, naming the first one's PID; a SIGKILLed daemon never blocks the
+next start."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from conftest import start_daemon, write_config
 from watchdesk.store import lock
 
 
-def wait_for_lock(db: Path, timeout: float = 30.0) -> int | None:
+def wait_for_lock(db: Path, timeout: float = 90.0) -> int | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = lock.holder(db)
@@ -39,6 +40,15 @@ def test_a_second_run_refuses_and_names_the_first(tmp_path: Path) -> None:
         assert f"pid {first.pid}" in second.stderr
         assert "in use by another watchdesk" in second.stderr
         assert "Traceback" not in second.stderr
+        poll = subprocess.run(
+            [sys.executable, "-m", "watchdesk", "--config", str(config), "poll", "--once"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert poll.returncode == 2, poll.stderr
+        assert f"pid {first.pid}" in poll.stderr and "watchdesk poll --once would poll" in poll.stderr
+        assert "Traceback" not in poll.stderr
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)

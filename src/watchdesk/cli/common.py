@@ -8,9 +8,10 @@ import re
 import sys
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 import sqlite_utils
@@ -98,15 +99,25 @@ def since_option(value: str | None) -> float | None:
         raise click.BadParameter(str(e)) from None
 
 
-def iso(ts: float | None) -> str | None:
-    """An epoch time as ISO 8601 UTC, e.g. 2026-12-03T18:20:00Z (the --json outputs)."""
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def zone(config: Config | None) -> tzinfo:
+    """The zone times are shown in: [watchdesk] timezone (UTC without a config)."""
+    return UTC if config is None or config.timezone == "UTC" else ZoneInfo(config.timezone)
 
 
-def when(ts: float | None) -> str:
+def iso(ts: float | None, tz: tzinfo = UTC) -> str | None:
+    """An epoch time as ISO 8601 with its offset, in `tz` (the --json outputs):
+    2026-12-03T19:20:00+01:00, or 2026-12-03T18:20:00Z in UTC."""
+    if ts is None:
+        return None
+    text = datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
+    return text.removesuffix("+00:00") + "Z" if tz is UTC else text
+
+
+def when(ts: float | None, tz: tzinfo = UTC, *, seconds: bool = True) -> str:
+    """An epoch time for a person, in `tz` with its abbreviation: 2026-12-03 19:20:00 CET."""
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "") + " %Z")
 
 
 def has_config(ctx: click.Context) -> bool:

@@ -17,7 +17,7 @@ from ..store import open_db
 from ..store import outbox as outbox_store
 from ..store.db import explain
 from .archive import ARCHIVE_COMMANDS
-from .common import json_line, load, read_db, when
+from .common import json_line, load, read_db, when, zone
 from .feedlists import FEEDLIST_COMMANDS
 from .maintenance import MAINTENANCE_COMMANDS
 from .tools import COMMANDS
@@ -105,8 +105,11 @@ def poll(ctx: click.Context, once: bool) -> None:
         finally:
             await rt.aclose()
 
+    from ..store import lock as database_lock
+
     try:
-        summary, drained = asyncio.run(go())
+        with database_lock.hold(config.database, "watchdesk poll --once"):  # not beside a daemon
+            summary, drained = asyncio.run(go())
     except StoreError:
         raise  # Watchdesk.invoke: exit 2
     except WatchdeskError as e:
@@ -124,7 +127,9 @@ def poll(ctx: click.Context, once: bool) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per feed (times ISO 8601 UTC).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per feed (times ISO 8601, with offset)."
+)
 @click.pass_context
 def feeds(ctx: click.Context, as_json: bool) -> None:
     """Feeds with their health: status, since when, entries in 7 days, interval, next check.
@@ -139,13 +144,11 @@ def feeds(ctx: click.Context, as_json: bool) -> None:
         for view in views:
             click.echo(json_line(view))
         return
-    click.echo(
-        f"{'feed':28} {'status':8} {'since (UTC)':26} {'7d':>4} {'interval':>8} {'next check (UTC)':19} notes"
-    )
+    click.echo(f"{'feed':28} {'status':8} {'since':26} {'7d':>4} {'interval':>8} {'next check':22} notes")
     for v in views:
         click.echo(
             f"{one_line(v['name'])[:28]:28} {v['status']:8} {v['since_text'][:26]:26} {v['entries_7d']:>4} "
-            f"{v['interval_text']:>8} {v['next_check_text']:19} {one_line(v['notes'])[:100]}"
+            f"{v['interval_text']:>8} {v['next_check_text']:22} {one_line(v['notes'])[:100]}"
         )
 
 
@@ -175,6 +178,7 @@ def outbox(ctx: click.Context, status: str | None, limit: int) -> None:
 def outbox_show(ctx: click.Context, row_id: int) -> None:
     """One delivery: its alert, its state, and every attempt made."""
     config = load(ctx, check_secrets=False)
+    tz = zone(config)
     db = read_db(config)
     row = outbox_store.get_row(db, row_id)
     if row is None:
@@ -185,9 +189,9 @@ def outbox_show(ctx: click.Context, row_id: int) -> None:
     if row.digest_title:
         click.echo(f"  in digest: {one_line(row.digest_title)}")
     if row.status == "pending":
-        click.echo(f"  next attempt: {when(row.next_attempt_at)}")
+        click.echo(f"  next attempt: {when(row.next_attempt_at, tz)}")
     for at, ok, message, ms in outbox_store.attempts_of(db, row.id):
-        click.echo(f"  {when(at)}  {'ok    ' if ok else 'failed'}  {ms:7.1f} ms  {one_line(message)}")
+        click.echo(f"  {when(at, tz)}  {'ok    ' if ok else 'failed'}  {ms:7.1f} ms  {one_line(message)}")
 
 
 @outbox.command("retry")

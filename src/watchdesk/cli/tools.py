@@ -17,7 +17,7 @@ from ..notify.render import marked
 from ..notify.sanitize import for_terminal, one_line
 from ..store import open_db
 from ..store.db import check_db
-from .common import json_line, load, optional_config, read_db, since_option
+from .common import iso, json_line, load, optional_config, read_db, since_option, zone
 
 
 @click.command()
@@ -307,7 +307,9 @@ def rematch(ctx: click.Context, watchlist: str, since: str | None, notify: bool)
 @click.option(
     "--all-copies", is_flag=True, help="Each copy of a story on its own (default: under its story)."
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per result (times ISO 8601, with offset)."
+)
 @click.pass_context
 def search(
     ctx: click.Context, query: str, since: str | None, limit: int, all_copies: bool, as_json: bool
@@ -342,7 +344,7 @@ def search(
         )
         if as_json:
             row = {"title": a.title, "link": a.url, "feed": stored.feed_name, **_hit_json(hit, a)}
-            row["published"] = a.published.isoformat() if a.published else None
+            row["published"] = iso(a.published.timestamp(), zone(config)) if a.published else None
             row["story"] = stored.story
             row["also_in"] = list(dict.fromkeys(also))
             click.echo(json_line(row))
