@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -300,6 +301,8 @@ def test_feeds_shows_failing_since_and_stale(
     assert "failing for 3d" in text
     assert "last entry 3d" in text
     assert rt.status_line().startswith("2 feeds (1 failing, 1 stale)")
+    assert re.search(r"; database \d[\d,.]* (KB|MB)$", rt.status_line()), rt.status_line()  # its size
+    assert re.search(rf"^database {re.escape(str(rt.config.database))}: \d[\d,.]* (KB|MB)$", text, re.M), text
 
 
 # ---- health alerts ---------------------------------------------------------------------

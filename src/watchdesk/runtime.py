@@ -27,6 +27,7 @@ from .pipeline import PollContext, record_crash, refresh_feed
 from .store import feeds as feed_store
 from .store import outbox as outbox_store
 from .store import retention
+from .store.db import human_size
 from .store.engine import Store
 
 WORKER_MEMORY_LIMIT = 1536 * 2**20  # address space of one parse/extract worker
@@ -447,7 +448,7 @@ class Runtime:
             health += f", {statuses['gone']} gone"
         return (
             f"{watchlists}{feeds} feed{'' if feeds == 1 else 's'} ({health}); alerts: "
-            f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead"
+            f"{counts.get('pending', 0)} pending, {counts.get('dead', 0)} dead; database {human_size(self.store.size())}"
         )
 
     async def prune(self, stop: Callable[[], bool] = lambda: False) -> retention.Pruned:

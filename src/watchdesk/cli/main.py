@@ -15,7 +15,7 @@ from ..errors import StoreError, WatchdeskError
 from ..notify.sanitize import one_line
 from ..store import open_db
 from ..store import outbox as outbox_store
-from ..store.db import explain
+from ..store.db import database_size, explain, human_size
 from .archive import ARCHIVE_COMMANDS
 from .common import json_line, load, read_db, when, zone
 from .feedlists import FEEDLIST_COMMANDS
@@ -150,6 +150,7 @@ def feeds(ctx: click.Context, as_json: bool) -> None:
             f"{one_line(v['name'])[:28]:28} {v['status']:8} {v['since_text'][:26]:26} {v['entries_7d']:>4} "
             f"{v['interval_text']:>8} {v['next_check_text']:22} {one_line(v['notes'])[:100]}"
         )
+    click.echo(f"database {config.database}: {human_size(database_size(config.database))}")
 
 
 @main.group(invoke_without_command=True)

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import click
 
 from ..config import parse_duration
 from ..store import open_db, retention
+from ..store.db import database_size, human_size
 from .common import load
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:,.1f} GB"
-
-
-def _on_disk(path: Path) -> int:
-    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
 @click.command()
@@ -61,19 +49,19 @@ def prune(ctx: click.Context, dry_run: bool, entries: str | None, vacuum: bool) 
                 f"{found.deliveries:,} sent deliveries; nothing changed (--dry-run)"
             )
             return
-        before = _on_disk(config.database)
+        before = database_size(config.database)
         done = retention.prune_all(db, cutoffs)
         converted = retention.convert_to_incremental(db) if vacuum else False
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        after = _on_disk(config.database)
+        after = database_size(config.database)
         free = retention.free_bytes(db)
     finally:
         db.close()
     click.echo(
         f"pruned {done.entries:,} entries (their text and index rows), {done.hits:,} hits, "
-        f"{done.deliveries:,} sent deliveries in {done.batches} batches; freed {_bytes(max(0, before - after))} "
-        f"(file {_bytes(before)} -> {_bytes(after)})"
-        + (f"; {_bytes(free)} free inside the file for reuse" if free else "")
+        f"{done.deliveries:,} sent deliveries in {done.batches} batches; freed {human_size(max(0, before - after))} "
+        f"(file {human_size(before)} -> {human_size(after)})"
+        + (f"; {human_size(free)} free inside the file for reuse" if free else "")
         + ("; converted to auto_vacuum=INCREMENTAL" if converted else "")
     )
 

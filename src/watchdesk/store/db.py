@@ -301,6 +301,15 @@ def database_size(path: Path | str) -> int:
     return total
 
 
+def human_size(n: float) -> str:
+    """Bytes for a person: 812 B, 3.4 MB, 1.2 GB (binary multiples)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GB"
+
+
 def check_db(path: Path | str) -> str:
     """What `watchdesk check` says of the database: its quick_check passed, and whether it
     can be written and is up to date; nothing is created or migrated. Raises StoreError
