@@ -19,7 +19,9 @@ REFERENCE = (ROOT / "docs" / "configuration.md").read_text()
 
 def commands(group: click.Group, prefix: str = "watchdesk") -> list[str]:
     out = []
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the top group loads its commands when asked
+        command = group.get_command(ctx, name)
         out.append(f"{prefix} {name}")
         if isinstance(command, click.Group):
             out.extend(commands(command, f"{prefix} {name}"))

@@ -9,21 +9,26 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
 from ..config import Config, NetworkConfig, feed_scopes, load_watchlist_file
-from ..ingest import ArticleFetcher, Extraction, HttpPool, Limits, Page, RobotsCache
 from ..matching import any_of, compile_matcher
 from ..models import Article, Hit, Watchlist
 from ..outbox import queue_alerts, story_key
 from ..store import entries as entry_store
 from ..store import hits as hit_store
 
+if TYPE_CHECKING:  # the network and extraction code loads only for a command that fetches
+    from ..ingest import Extraction, Page
+
 
 async def fetch_page_once(url: str, config: Config | None) -> Page:
     """Fetch one article page exactly as the daemon would (guard, robots, caps)."""
+    from ..ingest import ArticleFetcher, HttpPool, Limits, RobotsCache
+
     net = config.network if config else NetworkConfig()
     pool = HttpPool(concurrency=2, per_host=1, user_agent=net.user_agent, allow=net.allow)
     limits = Limits(timeout=net.timeout, max_bytes=net.max_page_bytes, max_redirects=net.max_redirects)

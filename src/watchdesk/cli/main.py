@@ -1,28 +1,83 @@
-"""The command line. Thin: parse arguments, call one function, render the result."""
+"""The command line. Thin: parse arguments, call one function, render the result.
+
+The group imports a command's module only when that command runs (or is asked for its
+own --help): `watchdesk --help` and a mistyped command import click and nothing else, and
+`search` none of the network code. COMMANDS says where each command lives, with the
+short help the group's --help lists (a test keeps them equal to the commands' own)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import sqlite3
-import time
+import importlib
+import sys
 from typing import Any
 
 import click
 
 from .. import __version__
-from ..errors import StoreError, WatchdeskError
-from ..notify.sanitize import one_line
-from ..store import open_db
-from ..store import outbox as outbox_store
-from ..store.db import database_size, explain, human_size
-from .archive import ARCHIVE_COMMANDS
-from .common import json_line, load, read_db, when, zone
-from .feedlists import FEEDLIST_COMMANDS
-from .maintenance import MAINTENANCE_COMMANDS
-from .tools import COMMANDS
+from ..errors import StoreError
 
 STORE_FAILURE_EXIT = 2  # as for a config with problems (common.load)
+
+# name -> (module in watchdesk.cli, attribute, short help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("operate", "run", "Run the daemon in the foreground (what systemd starts)."),
+    "poll": ("operate", "poll", "Poll every feed now, match, store, deliver; print a summary; exit."),
+    "feeds": (
+        "operate",
+        "feeds",
+        "Feeds with their health: status, since when, entries in 7 days, interval, next check.",
+    ),
+    "outbox": ("operate", "outbox", "Deliveries: pending, sent and dead."),
+    "hits": (
+        "archive",
+        "hits",
+        "Stored hits, newest first: where each was alerted (and in what state), or why not.",
+    ),
+    "stories": (
+        "archive",
+        "stories",
+        "Stories (one story across its outlets' copies), most recently seen first.",
+    ),
+    "search": (
+        "tools",
+        "search",
+        "Search the stored archive with the watchlist language, most recently stored first.",
+    ),
+    "check": ("tools", "check", "Validate the config, every watchlist and the database."),
+    "try": (
+        "tools",
+        "try_",
+        "Dry run: does a query (or a watchlist, by name or file) match, where, and why.",
+    ),
+    "extract": (
+        "tools",
+        "extract",
+        "Show the text (and metadata) the extractor gets from a page: a FILE or an http(s) URL.",
+    ),
+    "rematch": (
+        "tools",
+        "rematch",
+        "Apply a (new or edited) watchlist to stored articles and store its hits.",
+    ),
+    "notify-test": (
+        "tools",
+        "notify_test",
+        "Send a clearly marked test alert through CHANNEL and report the result.",
+    ),
+    "prune": (
+        "maintenance",
+        "prune",
+        "Prune now what [retention] keeps no longer; print what went and the bytes freed.",
+    ),
+    "discover": (
+        "feedlists",
+        "discover",
+        'Find the feeds a page advertises (<link rel="alternate"> RSS, Atom, JSON Feed; else the usual '
+        "/feed, /rss.xml... paths), check each by fetching and parsing it through the network guard, and "
+        "print the good ones as [[feed]] tables ready to paste.",
+    ),
+    "opml": ("feedlists", "opml", "Feeds in and out as OPML (what every feed reader exports and imports)."),
+}
 
 
 class Watchdesk(click.Group):
@@ -30,14 +85,47 @@ class Watchdesk(click.Group):
     (a damaged page met by a query, a disk that fills), ends it with one message naming
     the file and what to do, never a traceback."""
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        module, attribute, _help = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The list of commands, from COMMANDS: nothing imported to show it."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = [(name, _shortened(COMMANDS[name][2], limit)) for name in names if name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (StoreError, sqlite3.Error) as e:
+        except Exception as e:
+            sqlite3 = sys.modules.get("sqlite3")  # not imported for nothing: a command that failed so used it
+            if not isinstance(e, StoreError) and not (sqlite3 and isinstance(e, sqlite3.Error)):
+                raise
+            import logging
+
+            from ..store.db import explain
+
             logging.getLogger("watchdesk.cli").debug("store failure", exc_info=True)
             database = (ctx.obj or {}).get("database") or "(unknown)"
             click.echo(f"watchdesk: {explain(database, e)}", err=True)
             ctx.exit(STORE_FAILURE_EXIT)
+
+
+def _shortened(text: str, limit: int) -> str:
+    """As click shortens a command's help for its group's list: whole words, then '...'."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 3)].rsplit(" ", 1)[0] + "..."
 
 
 @click.group(cls=Watchdesk)
@@ -64,152 +152,3 @@ class Watchdesk(click.Group):
 def main(ctx: click.Context, config_path: str | None, log_level: str | None, log_format: str | None) -> None:
     """watchdesk: watch news feeds for topics and alert people when an article matches."""
     ctx.obj = {"config": config_path, "log_level": log_level, "log_format": log_format}
-
-
-@main.command()
-@click.pass_context
-def run(ctx: click.Context) -> None:
-    """Run the daemon in the foreground (what systemd starts)."""
-    from .. import EarlyStop
-    from .. import early_stop as caught
-
-    early_stop = caught or EarlyStop()  # `watchdesk run` caught signals before its imports
-
-    from ..daemon import run_daemon
-
-    config = load(ctx, check_secrets=False)
-    try:
-        asyncio.run(run_daemon(config, lambda: early_stop.signal))
-    except StoreError:
-        raise  # Watchdesk.invoke: exit 2
-    except WatchdeskError as e:
-        click.echo(f"watchdesk: {e}", err=True)
-        ctx.exit(1)
-
-
-@main.command()
-@click.option("--once", is_flag=True, help="Poll every feed once, deliver, and exit (the only mode).")
-@click.pass_context
-def poll(ctx: click.Context, once: bool) -> None:
-    """Poll every feed now, match, store, deliver; print a summary; exit."""
-    from ..runtime import Runtime
-
-    config = load(ctx, check_secrets=False)
-
-    async def go() -> tuple[Any, Any]:
-        rt = Runtime(config)
-        try:
-            summary = await rt.poll_everything()
-            drained = await rt.drain()
-            return summary, drained
-        finally:
-            await rt.aclose()
-
-    from ..store import lock as database_lock
-
-    try:
-        with database_lock.hold(config.database, "watchdesk poll --once"):  # not beside a daemon
-            summary, drained = asyncio.run(go())
-    except StoreError:
-        raise  # Watchdesk.invoke: exit 2
-    except WatchdeskError as e:
-        click.echo(f"watchdesk: {e}", err=True)
-        ctx.exit(1)
-    click.echo(
-        f"polled {summary.feeds} feeds: {summary.fetched} changed, {summary.not_modified} not modified, "
-        f"{summary.unchanged} unchanged, {summary.failed} failed; {summary.new_entries} new entries, "
-        f"{summary.hits} hits, {summary.alerts_queued} alerts queued; delivered {drained.sent}, "
-        f"retrying {drained.retrying}, dead {drained.dead}",
-        err=True,
-    )
-    for error in summary.errors:
-        click.echo(f"  failed: {one_line(error)}", err=True)
-
-
-@main.command()
-@click.option(
-    "--json", "as_json", is_flag=True, help="One JSON object per feed (times ISO 8601, with offset)."
-)
-@click.pass_context
-def feeds(ctx: click.Context, as_json: bool) -> None:
-    """Feeds with their health: status, since when, entries in 7 days, interval, next check.
-
-    Reads only: the feeds table is the running daemon's, and only `run` and `poll` make it
-    match their config."""
-    from .feedview import feed_views
-
-    config = load(ctx, check_secrets=False)
-    views = feed_views(read_db(config), config, time.time())
-    if as_json:
-        for view in views:
-            click.echo(json_line(view))
-        return
-    click.echo(f"{'feed':28} {'status':8} {'since':26} {'7d':>4} {'interval':>8} {'next check':22} notes")
-    for v in views:
-        click.echo(
-            f"{one_line(v['name'])[:28]:28} {v['status']:8} {v['since_text'][:26]:26} {v['entries_7d']:>4} "
-            f"{v['interval_text']:>8} {v['next_check_text']:22} {one_line(v['notes'])[:100]}"
-        )
-    click.echo(f"database {config.database}: {human_size(database_size(config.database))}")
-
-
-@main.group(invoke_without_command=True)
-@click.option("--status", type=click.Choice(["pending", "sent", "dead"]), help="Only rows in this state.")
-@click.option("--limit", default=100, show_default=True)
-@click.pass_context
-def outbox(ctx: click.Context, status: str | None, limit: int) -> None:
-    """Deliveries: pending, sent and dead. `outbox retry` sends dead ones again."""
-    if ctx.invoked_subcommand:
-        return
-    config = load(ctx, check_secrets=False)
-    db = read_db(config)
-    counts = outbox_store.counts(db)
-    click.echo("  ".join(f"{s}: {counts.get(s, 0)}" for s in ("pending", "sent", "dead")))
-    for row in outbox_store.list_rows(db, status, limit):
-        click.echo(
-            f"{row.id:>6} {row.status:7} {row.channel:12} attempts={row.attempts} "
-            f"{one_line(row.alert.title)[:60]}"
-            + (f"  error: {one_line(row.last_error)}" if row.last_error else "")
-        )
-
-
-@outbox.command("show")
-@click.argument("row_id", type=int)
-@click.pass_context
-def outbox_show(ctx: click.Context, row_id: int) -> None:
-    """One delivery: its alert, its state, and every attempt made."""
-    config = load(ctx, check_secrets=False)
-    tz = zone(config)
-    db = read_db(config)
-    row = outbox_store.get_row(db, row_id)
-    if row is None:
-        click.echo(f"watchdesk: no outbox row {row_id}", err=True)
-        ctx.exit(1)
-    click.echo(f"outbox {row.id}: {row.status}, channel {row.channel}, {row.attempts} attempts")
-    click.echo(f"  {one_line(row.alert.watchlist)}: {one_line(row.alert.title)}")
-    if row.digest_title:
-        click.echo(f"  in digest: {one_line(row.digest_title)}")
-    if row.status == "pending":
-        click.echo(f"  next attempt: {when(row.next_attempt_at, tz)}")
-    for at, ok, message, ms in outbox_store.attempts_of(db, row.id):
-        click.echo(f"  {when(at, tz)}  {'ok    ' if ok else 'failed'}  {ms:7.1f} ms  {one_line(message)}")
-
-
-@outbox.command("retry")
-@click.argument("row_id", required=False, type=int)
-@click.option("--all-dead", is_flag=True, help="Retry every dead delivery.")
-@click.pass_context
-def outbox_retry(ctx: click.Context, row_id: int | None, all_dead: bool) -> None:
-    """Put a dead delivery (ID) or every dead one (--all-dead) back in the queue."""
-    if (row_id is None) == (not all_dead):
-        raise click.UsageError("give one outbox ID or --all-dead")
-    config = load(ctx, check_secrets=False)
-    n = outbox_store.retry(open_db(config.database), time.time(), row_id=row_id)
-    if row_id is not None and n == 0:
-        click.echo(f"outbox row {row_id} is not dead (see `watchdesk outbox --status dead`)", err=True)
-        ctx.exit(1)
-    click.echo(f"{n} deliveries queued again")
-
-
-for _command in (*COMMANDS, *ARCHIVE_COMMANDS, *MAINTENANCE_COMMANDS, *FEEDLIST_COMMANDS):
-    main.add_command(_command)
