@@ -39,7 +39,6 @@ from .ops import metrics as ops_metrics
 from .runtime import Runtime
 from .sdnotify import Notifier
 from .store import feeds as feed_store
-from .store import lock as database_lock
 
 log = logging.getLogger(__name__)
 
@@ -298,9 +297,8 @@ async def run_daemon(config: Config, stopped_early: Callable[[], str | None] = l
     if stopped_early():  # while the config was loading
         log.info("daemon_stop_requested signal=%s (during start-up)", stopped_early())
         return
-    with database_lock.hold(config.database):  # one daemon per database, released on any exit
-        runtime = Runtime(config)
-        try:
-            await Daemon(runtime).run(stopped_early)
-        finally:
-            await runtime.aclose()
+    runtime = Runtime(config, lock="watchdesk run")  # one daemon per database, released on any exit
+    try:
+        await Daemon(runtime).run(stopped_early)
+    finally:
+        await runtime.aclose()

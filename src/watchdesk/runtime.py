@@ -25,6 +25,7 @@ from .ops.metrics import Metrics
 from .outbox import Drainer, DrainSummary
 from .pipeline import PollContext, record_crash, refresh_feed
 from .store import feeds as feed_store
+from .store import lock as database_lock
 from .store import outbox as outbox_store
 from .store import retention
 from .store.db import human_size
@@ -87,10 +88,20 @@ class Runtime:
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         channels: dict[str, Channel] | None = None,
+        lock: str | None = None,
     ):
+        """`lock`: hold the database's lock (store/lock.py) for this Runtime's life, as
+        `lock` ("watchdesk run", "watchdesk poll --once"), so no two poll one database.
+        It is taken once the database opened (a damaged or read-only one is said as such,
+        and gets no lock file) and before anything is written to it."""
         self.config = config
         self.clock = clock
         self.store = Store.open(config.database)
+        try:
+            self.lock = database_lock.hold(config.database, lock) if lock else None
+        except BaseException:
+            self.store.close()
+            raise
         self.db = self.store.db  # for tools and tests, on their own thread while nothing else runs
         feed_store.sync_feeds(self.db, [(f.url, f.name) for f in config.feeds if f.enabled], clock())
         self.cpu = CpuPool(memory_limit=WORKER_MEMORY_LIMIT)
@@ -478,3 +489,5 @@ class Runtime:
             await channel.aclose()
         self.cpu.close()
         await asyncio.to_thread(self.store.close)  # a write in progress commits first
+        if self.lock is not None:
+            self.lock.release()

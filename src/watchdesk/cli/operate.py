@@ -47,7 +47,7 @@ def poll(ctx: click.Context, once: bool) -> None:
     config = load(ctx, check_secrets=False)
 
     async def go() -> tuple[Any, Any]:
-        rt = Runtime(config)
+        rt = Runtime(config, lock="watchdesk poll --once")  # not beside a daemon on this database
         try:
             summary = await rt.poll_everything()
             drained = await rt.drain()
@@ -55,11 +55,8 @@ def poll(ctx: click.Context, once: bool) -> None:
         finally:
             await rt.aclose()
 
-    from ..store import lock as database_lock
-
     try:
-        with database_lock.hold(config.database, "watchdesk poll --once"):  # not beside a daemon
-            summary, drained = asyncio.run(go())
+        summary, drained = asyncio.run(go())
     except StoreError:
         raise  # Watchdesk.invoke: exit 2
     except WatchdeskError as e:
