@@ -232,8 +232,9 @@ def test_feeds_shows_the_feeds_of_a_valid_read_only_database(
     assert not writable(database, unprivileged)
     result = watchdesk(config, "feeds", user=unprivileged)
     assert result.returncode == 0, result.stderr
-    header, metro = result.stdout.splitlines()
+    header, metro, size = result.stdout.splitlines()
     assert header.startswith("feed ") and metro.startswith("Metro ") and " ok " in metro
+    assert size.startswith(f"database {database}: ") and size.endswith(" KB")
     assert "last entry" in metro
     as_json = json.loads(watchdesk(config, "feeds", "--json", user=unprivileged).stdout)
     assert as_json["name"] == "Metro" and as_json["entries_7d"] == 2
@@ -370,7 +371,7 @@ def test_what_is_no_watchdesk_database_is_refused_and_left_alone(
     make, phrase = NOT_A_DATABASE[case]
     config, database = desk(template, place)
     make(database)
-    before = {p.name: digest(p) for p in database.parent.glob("watchdesk.db*")}
+    before = {p.name: digest(p) for p in database.parent.glob("watchdesk.db*") if p.suffix != ".lock"}
     for result in watchdesk_each(config, EVERY_COMMAND, timeout=60).values():
         refused(result, database, phrase)
     after = {p.name: digest(p) for p in database.parent.glob("watchdesk.db*") if p.suffix != ".lock"}
