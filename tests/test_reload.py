@@ -129,3 +129,34 @@ def test_an_edit_of_the_config_file_is_taken_over_without_a_signal(
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)
+
+
+def test_a_feeds_file_added_or_edited_is_taken_over(tmp_path: Path, server: LocalServer) -> None:
+    """[watchdesk] feeds = ["feeds/*.toml"]: a new file in the folder, or an edit of one,
+    reloads like an edit of watchdesk.toml."""
+    a = feed(server, "/a", "A")
+    config = write_config(tmp_path, [a], {"drugs": WATCHLIST})
+    config.write_text(
+        config.read_text().replace("[watchdesk]\n", '[watchdesk]\nfeeds = ["feeds/*.toml"]\n', 1)
+    )
+    (tmp_path / "feeds").mkdir()
+    daemon = start_daemon(config)
+    log = Log(daemon)
+    try:
+        assert log.wait_for(lambda t: "feed_polled feed=A " in t), log.text()
+        b = feed(server, "/b", "B")
+        (tmp_path / "feeds" / "more.toml").write_text(
+            f'[[feed]]\nurl = "{b["url"]}"\nname = "B"\nfetch_article = "never"\n'
+        )
+        assert log.wait_for(lambda t: "feed_polled feed=B " in t), log.text()
+        c = feed(server, "/c", "C")
+        rewrite(
+            tmp_path / "feeds" / "more.toml",
+            f'[[feed]]\nurl = "{b["url"]}"\nname = "B"\n\n[[feed]]\nurl = "{c["url"]}"\nname = "C"\n',
+        )
+        assert log.wait_for(lambda t: "feed_polled feed=C " in t), log.text()
+        reloads = [line for line in log.lines if "config_reloaded" in line]
+        assert len(reloads) == 2 and all("feeds_added=1 " in line for line in reloads), reloads
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)

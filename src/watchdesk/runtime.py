@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .config import Config, load_config, load_watchlists
+from .config import Config, config_files_signature, load_config, load_watchlists
 from .config.changes import ConfigChanges, diff
 from .errors import ConfigError
 from .ingest import ArticleFetcher, CpuPool, HttpPool, Limits, RobotsCache
@@ -43,14 +43,6 @@ class WatchlistState:
     signature: tuple[tuple[str, float, int], ...] = ()
     broken: bool = False
     problems: list[str] = field(default_factory=list)
-
-
-def file_signature(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size)
 
 
 def folder_signature(folder: Path) -> tuple[tuple[str, float, int], ...]:
@@ -150,7 +142,9 @@ class Runtime:
         # of every such feed on every tick.
         self.held: dict[int, tuple[float, float]] = {}  # feed id -> (until, the wait that was set)
         self.watchlist_state = WatchlistState(signature=folder_signature(config.watchlists_dir))
-        self.config_signature = file_signature(config.path)  # of the config last loaded (or tried)
+        # The main file and its feeds files, as last loaded (or tried): an edit, a feeds
+        # file added or removed, makes the daemon reload.
+        self.config_signature = config_files_signature(config)
 
     def _networking(self, config: Config) -> tuple[HttpPool, ArticleFetcher]:
         """The HTTP pool and article fetcher [network] and [polling] ask for. Everything
@@ -209,9 +203,11 @@ class Runtime:
         """The config file read again and its matcher compiled (run in a thread: the
         running config serves meanwhile); None, with every problem logged as file:line,
         when it does not load."""
-        self.config_signature = file_signature(self.config.path)  # a broken edit is said once
+        self.config_signature = config_files_signature(self.config)  # a broken edit is said once
         try:
             config = load_config(self.config.path, check_secrets=False)
+            if config.feed_patterns != self.config.feed_patterns:  # its own files from now on
+                self.config_signature = config_files_signature(config)
         except ConfigError as e:
             for problem in e.problems:
                 log.error("config_invalid problem=%s (keeping the running config)", problem)
@@ -222,7 +218,7 @@ class Runtime:
         return config, compile_matcher(config.watchlists)
 
     def config_changed(self) -> bool:
-        return file_signature(self.config.path) != self.config_signature
+        return config_files_signature(self.config) != self.config_signature
 
     async def reload_config(self) -> ConfigChanges | None:
         """Load the config file again off the loop and take it over; None when it did not

@@ -4,6 +4,7 @@ paste) and `watchdesk opml import|export`."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import click
@@ -53,12 +54,19 @@ def opml() -> None:
 @opml.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tag", help="A tag for every imported feed (besides the file's folders).")
+@click.option(
+    "--into",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the [[feed]] tables to this feeds file (created if missing, appended to if not) "
+    "instead of the main config; it should be matched by [watchdesk] feeds.",
+)
 @click.pass_context
-def opml_import(ctx: click.Context, file: Path, tag: str | None) -> None:
-    """Add the feeds of an OPML FILE to watchdesk.toml as [[feed]] tables: folders become
-    tags, titles names; feeds already configured are skipped and counted; outlines that
-    cannot be imported are reported by line. A running daemon takes them over at once."""
-    from ..config import import_opml_file, render_feeds_toml
+def opml_import(ctx: click.Context, file: Path, tag: str | None, into: Path | None) -> None:
+    """Add the feeds of an OPML FILE to watchdesk.toml (or, with --into, to a feeds file)
+    as [[feed]] tables: folders become tags, titles names; feeds already configured (in any
+    file) are skipped and counted; outlines that cannot be imported are reported by line.
+    A running daemon takes them over at once."""
+    from ..config import feeds_files, import_opml_file, render_feeds_toml
 
     config = load(ctx, check_secrets=False, tool=True)
     result = import_opml_file(
@@ -76,11 +84,41 @@ def opml_import(ctx: click.Context, file: Path, tag: str | None) -> None:
     if not result.feeds:
         click.echo(f"nothing new to import from {file} ({skipped})")
         return
-    text = config.path.read_text()
-    addition = render_feeds_toml(result.feeds, comment=f"imported from {file.name}")
-    config.path.write_text(text + ("" if text.endswith("\n") else "\n") + "\n" + addition)
+    target = config.path if into is None else into
+    if target.is_dir():
+        click.echo(
+            f"watchdesk: {target} is a folder: name a file such as {target / 'imported.toml'}", err=True
+        )
+        ctx.exit(2)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = target.read_text() if target.exists() else ""
+        addition = render_feeds_toml(result.feeds, comment=f"imported from {file.name}")
+        separator = "" if not text else ("" if text.endswith("\n") else "\n") + "\n"
+        target.write_text(text + separator + addition)
+    except OSError as e:
+        click.echo(f"watchdesk: cannot write {target}: {e.strerror or e}", err=True)
+        ctx.exit(2)
     left_out = f"; {len(result.problems)} outlines not imported, see above" if result.problems else ""
-    click.echo(f"imported {len(result.feeds)} feeds into {config.path} ({skipped}{left_out})")
+    click.echo(f"imported {len(result.feeds)} feeds into {target} ({skipped}{left_out})")
+    read = {f.resolve() for f in (config.path, *feeds_files(config))}
+    if into is not None and into.resolve() not in read:
+        pattern = json.dumps(_pattern_for(into, config.path))
+        click.echo(
+            f"watchdesk: warning: the daemon will not read {into}: no [watchdesk] feeds pattern in "
+            f"{config.path} matches it; add {pattern} to that list (e.g. feeds = [{pattern}])",
+            err=True,
+        )
+
+
+def _pattern_for(file: Path, config: Path) -> str:
+    """A [watchdesk] feeds pattern matching `file`: relative to the config's folder when
+    the file is under it, else absolute (glob characters in the name escaped)."""
+    import glob
+
+    resolved, base = file.resolve(), config.resolve().parent
+    name = resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else str(resolved)
+    return glob.escape(name)
 
 
 @opml.command("export")

@@ -9,6 +9,7 @@ not read) is a warning, kept in `Config.warnings`. Secrets are only ever referen
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,9 @@ __all__ = [
     "SCHEMA",
     "WATCHLIST_KEYS",
     "Config",
+    "config_files_signature",
+    "expand_feed_patterns",
+    "feeds_files",
     "load_config",
     "load_watchlists",
     "parse_backfill",
@@ -75,6 +79,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "watchdesk": {
         "database": _nonempty_str,
         "watchlists": _nonempty_str,
+        "feeds": _str_list,
         "timezone": _timezone,
         "log_level": _one_of("debug", "info", "warning", "error"),
         "log_format": _one_of("logfmt", "json", "text"),
@@ -207,7 +212,7 @@ class NetworkConfig:
     allow: tuple[str, ...] = ()
     trust_config_feeds: bool = False
     timeout: float = 30.0
-    connect_timeout: float = 10.0  # of one connection (TCP and TLS), within `timeout`
+    connect_timeout: float = 10.0  # of one connection (DNS, TCP and TLS), within `timeout`
     max_feed_bytes: int = 10 * 2**20
     max_page_bytes: int = 2 * 2**20
     concurrency: int = 20
@@ -263,6 +268,8 @@ class Config:
     watchlists: tuple[Watchlist, ...] = ()
     watchlist_problems: tuple[Problem, ...] = ()  # only with load_config(broken_watchlists_ok=True)
     warnings: tuple[Problem, ...] = ()  # nothing wrong, but likely not what was meant
+    feed_patterns: tuple[str, ...] = ()  # [watchdesk] feeds, as written
+    sources: tuple[Path, ...] = ()  # the main file, then every feeds file read (sorted)
 
 
 # ---- loading --------------------------------------------------------------------------
@@ -324,7 +331,14 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         **check_table(c, data.get("metrics", {}), SCHEMA["metrics"], ("metrics",), "metrics")
     )
 
-    feeds = _load_feeds(c, data.get("feed", []))
+    patterns = top.get("feeds", ())
+    files, unmatched = expand_feed_patterns(base, patterns, main=path)
+    sources: list[tuple[Collector, Any]] = [(c, data.get("feed", []))]
+    for file in files:
+        included = _read_feeds_file(file, problems)
+        if included is not None:
+            sources.append(included)
+    feeds = _load_feeds(sources)
     channels = _load_channels(c, data.get("channel", {}), check_secrets)
     for i, chan in enumerate(health.notify):
         if chan not in channels:
@@ -335,15 +349,25 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
 
     watch_dir = base / top.get("watchlists", "watchlists/")
     watchlists, wl_problems = load_watchlists(watch_dir, channels, feeds)
-    problems = c.problems + ([] if broken_watchlists_ok else wl_problems)
+    problems += [p for fc, _ in sources for p in fc.problems]
+    problems += [] if broken_watchlists_ok else wl_problems
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
     warnings: list[Problem] = []
+    for i in unmatched:
+        warnings.append(
+            Problem(
+                str(path),
+                c.line("watchdesk", "feeds", i),
+                f"[watchdesk] feeds pattern {patterns[i]!r} matches no file: no feed is read from it",
+            )
+        )
     if not feeds:
         warnings.append(Problem(str(path), None, "no [[feed]] tables: nothing is polled"))
     elif not any(f.enabled for f in feeds):
-        line = c.line("feed", 0)
-        warnings.append(Problem(str(path), line, "every feed has enabled = false: nothing is polled"))
+        first = next(fc for fc, raw in sources if isinstance(raw, list) and raw)
+        line = first.line("feed", 0)
+        warnings.append(Problem(first.file, line, "every feed has enabled = false: nothing is polled"))
     warnings += folder_warnings(watch_dir, len(watchlists), bool(wl_problems))
     return Config(
         path=path,
@@ -363,72 +387,158 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         watchlists=tuple(watchlists),
         watchlist_problems=tuple(wl_problems) if broken_watchlists_ok else (),
         warnings=tuple(warnings),
+        feed_patterns=tuple(patterns),
+        sources=(path, *(Path(fc.file) for fc, _ in sources[1:])),
     )
 
 
-def _load_feeds(c: Collector, raw: Any) -> list[FeedConfig]:
-    if not isinstance(raw, list):
-        return []
+def expand_feed_patterns(
+    base: Path, patterns: Any, *, main: Path | None = None
+) -> tuple[list[Path], list[int]]:
+    """The feeds files `patterns` ([watchdesk] feeds: globs relative to `base`, the main
+    file's folder, or absolute; `**` spans folders) match, each once, sorted; and the index
+    of every pattern that matches no file. The main file itself is never a feeds file."""
+    if not isinstance(patterns, list | tuple):
+        return [], []
+    skip = main.resolve() if main is not None else None
+    found: dict[Path, Path] = {}  # resolved -> as named
+    unmatched: list[int] = []
+    for i, pattern in enumerate(patterns):
+        if not isinstance(pattern, str):
+            continue
+        matched = False
+        for name in glob.glob(pattern, root_dir=base, recursive=True):
+            file = Path(name) if os.path.isabs(name) else base / name
+            if not file.is_file():
+                continue
+            matched = True
+            resolved = file.resolve()
+            if resolved != skip:
+                found.setdefault(resolved, file)
+        if not matched:
+            unmatched.append(i)
+    return sorted(found.values()), unmatched
+
+
+def feeds_files(config: Config) -> list[Path]:
+    """The feeds files the config's [watchdesk] feeds patterns match now."""
+    return expand_feed_patterns(config.path.resolve().parent, config.feed_patterns, main=config.path)[0]
+
+
+def config_files_signature(config: Config) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime_ns, size) of the main file and of every feeds file its patterns match
+    now (the globs expanded again): it changes when the main file or a feeds file is
+    edited, added or removed, which is when the daemon should reload. A file that cannot be
+    stat'ed (removed meanwhile) is left out, which changes it too."""
+    out: list[tuple[str, int, int]] = []
+    for file in (config.path, *feeds_files(config)):
+        try:
+            st = file.stat()
+        except OSError:
+            continue
+        out.append((str(file), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def _read_feeds_file(file: Path, problems: list[Problem]) -> tuple[Collector, Any] | None:
+    """A feeds file: only [[feed]] tables. Its Collector (the file's own `file:line`) and
+    its [[feed]] list; None, with the problem in `problems`, when it does not read."""
+    read = read_toml(file, problems)
+    if read is None:
+        return None
+    data, text = read
+    fc = Collector(file, text)
+    for key in data:
+        if key != "feed" or not isinstance(data[key], list):
+            what = f"[{key}]" if isinstance(data[key], dict) else f"{key!r}"
+            fc.add(
+                (key,), f"a feeds file holds only [[feed]] tables, not {what} (settings go in the main file)"
+            )
+    feeds = data.get("feed", [])
+    return fc, feeds if isinstance(feeds, list) else []
+
+
+# where a feed was read: its file's Collector and its index among that file's [[feed]]
+_Place = tuple[Collector, int]
+
+
+def _load_feeds(sources: list[tuple[Collector, Any]]) -> list[FeedConfig]:
+    """The [[feed]] tables of every file, in order (the main file first); each problem at
+    its own file's line, and a duplicate across files naming the other file."""
     feeds: list[FeedConfig] = []
-    seen_urls: dict[str, int] = {}
+    seen_urls: dict[str, _Place] = {}
     # The same feed under another spelling (a trailing '/', a '#fragment', '%64' for 'd',
     # dot segments, the default port, case): compared in web.same_resource_url's form,
     # never stored or polled in it.
-    seen_resources: dict[str, tuple[int, str]] = {}
-    seen_names: set[str] = set()
-    for i, item in enumerate(raw):
-        values = check_table(c, item, SCHEMA["feed"], ("feed", i), "feed")
-        if "url" not in values:
-            if isinstance(item, dict) and "url" not in item:
-                c.add(("feed", i), "[[feed]] needs a url")
+    seen_resources: dict[str, tuple[_Place, str]] = {}
+    seen_names: dict[str, _Place] = {}
+    schema = SCHEMA["feed"]
+    for c, raw in sources:
+        if not isinstance(raw, list):
             continue
-        url = values["url"]
-        name = values.get("name") or url.split("://", 1)[1].split("/", 1)[0]
-        if url in seen_urls:
-            j = seen_urls[url]
-            c.add(
-                ("feed", i, "url"),
-                f"feed {url} is listed twice (also feed #{j + 1}{_at_line(c, j)})",
+        for i, item in enumerate(raw):
+            values = check_table(c, item, schema, ("feed", i), "feed")
+            if "url" not in values:
+                if isinstance(item, dict) and "url" not in item:
+                    c.add(("feed", i), "[[feed]] needs a url")
+                continue
+            url = values["url"]
+            name = values.get("name") or url.split("://", 1)[1].split("/", 1)[0]
+            if url in seen_urls:
+                other = seen_urls[url]
+                c.add(("feed", i, "url"), f"feed {url} is listed twice (also {_listed_at(c, other)})")
+                continue
+            resource = same_resource_url(url)
+            if resource in seen_resources:
+                other, first = seen_resources[resource]
+                c.add(
+                    ("feed", i, "url"),
+                    f"feed URL {url} is the same feed as {_feed_at(c, other)} ({first}); list it once",
+                )
+                continue
+            if name in seen_names:
+                other = seen_names[name]
+                elsewhere = "" if other[0] is c else f" (also {_feed_at(c, other, 'name')})"
+                c.add(
+                    ("feed", i, "name"), f"two feeds are named {name!r}{elsewhere}: feed names must be unique"
+                )
+                continue
+            place = (c, i)
+            seen_urls[url] = place
+            seen_resources[resource] = (place, url)
+            seen_names[name] = place
+            feeds.append(
+                FeedConfig(
+                    url=url,
+                    name=name,
+                    tags=values.get("tags", ()),
+                    interval=values.get("interval"),
+                    backfill=values.get("backfill"),
+                    backfill_set="backfill" in values,
+                    fetch_article=values.get("fetch_article"),
+                    enabled=values.get("enabled", True),
+                    stale_after=values.get("stale_after"),
+                )
             )
-            continue
-        resource = same_resource_url(url)
-        if resource in seen_resources:
-            j, other = seen_resources[resource]
-            c.add(
-                ("feed", i, "url"),
-                f"feed URL {url} is the same feed as {_feed_at(c, j)} ({other}); list it once",
-            )
-            continue
-        if name in seen_names:
-            c.add(("feed", i, "name"), f"two feeds are named {name!r}: feed names must be unique")
-            continue
-        seen_urls[url] = i
-        seen_resources[resource] = (i, url)
-        seen_names.add(name)
-        feeds.append(
-            FeedConfig(
-                url=url,
-                name=name,
-                tags=values.get("tags", ()),
-                interval=values.get("interval"),
-                backfill=values.get("backfill"),
-                backfill_set="backfill" in values,
-                fetch_article=values.get("fetch_article"),
-                enabled=values.get("enabled", True),
-                stale_after=values.get("stale_after"),
-            )
-        )
     return feeds
 
 
-def _at_line(c: Collector, index: int) -> str:
-    line = c.line("feed", index, "url")
-    return "" if line is None else f", line {line}"
+def _listed_at(c: Collector, place: _Place) -> str:
+    """Where the first of a URL listed twice is, seen from file `c`: 'feed #2, line 9' in
+    the same file, 'feed #2 of feeds/a.toml, line 9' in another."""
+    other, index = place
+    line = other.line("feed", index, "url")
+    of = "" if other is c else f" of {other.file}"
+    return f"feed #{index + 1}{of}" + ("" if line is None else f", line {line}")
 
 
-def _feed_at(c: Collector, index: int) -> str:
-    line = c.line("feed", index, "url")
-    return f"feed #{index + 1}" if line is None else f"line {line}"
+def _feed_at(c: Collector, place: _Place, key: str = "url") -> str:
+    """'line 9' in the same file, 'feeds/a.toml:9' in another (else the feed's number)."""
+    other, index = place
+    line = other.line("feed", index, key)
+    if other is c:
+        return f"feed #{index + 1}" if line is None else f"line {line}"
+    return f"feed #{index + 1} of {other.file}" if line is None else f"{other.file}:{line}"
 
 
 def _load_channels(c: Collector, raw: Any, check_secrets: bool) -> dict[str, ChannelConfig]:

@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit  # noqa: F401  (re-exported for config)
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import rtoml
+
 from ..errors import Problem
 from ..web import lower_scheme, url_problem
 from . import secrets
@@ -226,15 +228,29 @@ def _timezone(v: Any) -> str:
 
 
 class Collector:
+    """The problems of one file, each at the line of its key. Where keys are (tomllines'
+    scan, as costly as parsing the file) is worked out only when first asked: a valid file
+    of 100,000 [[feed]] tables is never scanned (issue 15)."""
+
     def __init__(self, file: Path, text: str):
         self.file = str(file)
+        self._text = text
+        self._lines: dict[tuple[object, ...], int] | None = None
         self._strings: dict[tuple[object, ...], tuple[int, int]] = {}
-        self.lines = locate(text, self._strings)
-        self._text_lines = text.splitlines()
+        self._text_lines: list[str] = []
         self.problems: list[Problem] = []
+
+    @property
+    def lines(self) -> dict[tuple[object, ...], int]:
+        """Each table, key and array element path -> its line (tomllines.locate)."""
+        if self._lines is None:
+            self._lines = locate(self._text, self._strings)
+            self._text_lines = self._text.splitlines()
+        return self._lines
 
     def in_string(self, path: tuple[object, ...], index: int) -> tuple[int, int] | None:
         """File line and column of character `index` of the string array element at `path`."""
+        _ = self.lines  # fills self._strings
         start = self._strings.get(path)
         return None if start is None else string_position(self._text_lines, *start, index)
 
@@ -254,6 +270,13 @@ def read_toml(path: Path, problems: list[Problem]) -> tuple[dict[str, Any], str]
     except (OSError, UnicodeDecodeError) as e:
         problems.append(Problem(str(path), None, f"cannot read: {e}"))
         return None
+    try:
+        # rtoml (compiled) reads 100,000 [[feed]] tables in 0.6 s, tomllib in 2.3 s; for
+        # valid TOML they give the same (a canary test). Whatever rtoml refuses, tomllib
+        # reads again: its message and position are the ones reported, as always.
+        return rtoml.loads(text), text
+    except Exception:  # noqa: BLE001 - rtoml's own error, or anything: tomllib decides
+        pass
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:
