@@ -20,7 +20,7 @@ import asyncio
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import httpcore
 import httpx
@@ -164,9 +164,13 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 def guarded_transport(
-    policy: AddressPolicy, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None
+    policy: AddressPolicy,
+    limits: httpx.Limits,
+    ssl_context: ssl.SSLContext | None = None,
+    wrap: Callable[[httpcore.AsyncNetworkBackend], httpcore.AsyncNetworkBackend] | None = None,
 ) -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose connections all go through GuardedBackend.
+    """An httpx transport whose connections all go through GuardedBackend (inside `wrap`,
+    if given: net.py's connect deadline and slot accounting).
 
     httpx has no public hook for the network backend, so the transport's connection pool
     (`_pool`, httpx 0.28) is replaced by one built the same way with our backend;
@@ -181,6 +185,6 @@ def guarded_transport(
         keepalive_expiry=limits.keepalive_expiry,
         http1=True,
         http2=False,
-        network_backend=GuardedBackend(policy),
+        network_backend=wrap(GuardedBackend(policy)) if wrap else GuardedBackend(policy),
     )
     return transport
