@@ -58,3 +58,16 @@ def test_a_cancelled_caller_is_still_cancelled() -> None:
     finally:
         pool._kill(pool._generation)  # the sleeping worker need not run out its 5 s
         pool.close()
+
+
+def test_warm_starts_every_worker_before_the_first_task() -> None:
+    """The daemon warms the pool from a thread at start: the first page then finds its
+    workers running (starting them on the loop stalled it 100-200 ms)."""
+    pool = CpuPool(workers=2)
+    try:
+        pool.warm()
+        processes = list(getattr(pool._executor(), "_processes", {}).values())
+        assert len(processes) == 2 and all(p.is_alive() for p in processes)
+        assert asyncio.run(pool.run(pow, 2, 10, timeout=10)) == 1024
+    finally:
+        pool.close()

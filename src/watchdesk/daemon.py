@@ -228,6 +228,12 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
+        try:  # the parse workers start now, off the loop, not at the first page
+            await asyncio.to_thread(self.rt.cpu.warm)
+        except Exception as e:  # they start on first use instead
+            log.warning(
+                "workers_not_started error=%s: %s (they start at the first page)", type(e).__name__, e
+            )
         self.scheduler.start()
         server = await self._serve_metrics()
         gauges = asyncio.create_task(self.refresh_metrics(), name="metrics") if server else None

@@ -324,7 +324,10 @@ class Runtime:
         if not force and signature == self.watchlist_state.signature:
             return False
         self.watchlist_state.signature = signature
-        watchlists, problems = load_watchlists(folder, self.config.channels, self.config.feeds)
+        config = self.config  # its scopes were folded when it loaded (empty: a Config made in code)
+        watchlists, problems = load_watchlists(
+            folder, config.channels, config.feeds, scopes=config.scopes or None
+        )
         if problems:
             self.watchlist_state.broken = True
             self.watchlist_state.problems = [str(p) for p in problems]

@@ -42,7 +42,7 @@ from .tomlcheck import (
     parse_size,
     read_toml,
 )
-from .watchlists import WATCHLIST_KEYS, folder_warnings, load_watchlists
+from .watchlists import WATCHLIST_KEYS, feed_scopes, fold_scopes, folder_warnings, load_watchlists
 
 __all__ = [
     "CHANNEL_COMMON",
@@ -270,6 +270,7 @@ class Config:
     warnings: tuple[Problem, ...] = ()  # nothing wrong, but likely not what was meant
     feed_patterns: tuple[str, ...] = ()  # [watchdesk] feeds, as written
     sources: tuple[Path, ...] = ()  # the main file, then every feeds file read (sorted)
+    scopes: frozenset[str] = frozenset()  # feed names and tags, casefolded (watchlists' `feeds`)
 
 
 # ---- loading --------------------------------------------------------------------------
@@ -348,7 +349,8 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
             )
 
     watch_dir = base / top.get("watchlists", "watchlists/")
-    watchlists, wl_problems = load_watchlists(watch_dir, channels, feeds)
+    scopes = fold_scopes(feed_scopes(feeds))
+    watchlists, wl_problems = load_watchlists(watch_dir, channels, scopes=scopes)
     problems += [p for fc, _ in sources for p in fc.problems]
     problems += [] if broken_watchlists_ok else wl_problems
     if problems:
@@ -389,6 +391,7 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         warnings=tuple(warnings),
         feed_patterns=tuple(patterns),
         sources=(path, *(Path(fc.file) for fc, _ in sources[1:])),
+        scopes=scopes,
     )
 
 

@@ -46,12 +46,18 @@ WATCHLIST_KEYS: dict[str, Check] = {
 
 
 def load_watchlists(
-    folder: Path, channels: Collection[str], feeds: Iterable[FeedLike]
+    folder: Path,
+    channels: Collection[str],
+    feeds: Iterable[FeedLike] = (),
+    *,
+    scopes: frozenset[str] | None = None,
 ) -> tuple[list[Watchlist], list[Problem]]:
-    """Every *.toml in `folder` is one watchlist named after its file."""
+    """Every *.toml in `folder` is one watchlist named after its file. `scopes`: the feeds'
+    fold_scopes(feed_scopes(feeds)) when the caller has them (Config.scopes): a reload of
+    the watchlists at 300,000 feeds then does not fold every feed's name again (0.4 s)."""
     if not folder.is_dir():
         return [], [Problem(str(folder), None, "watchlists folder does not exist")]
-    known = fold_scopes(feed_scopes(feeds))  # once per load, not once per watchlist (issue 15)
+    known = scopes if scopes is not None else fold_scopes(feed_scopes(feeds))  # once per load
     watchlists: list[Watchlist] = []
     problems: list[Problem] = []
     terms = regex_size = 0

@@ -98,6 +98,10 @@ def _limit_memory(max_bytes: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
 
 
+def _ready() -> None:
+    """What warm() runs in each worker: nothing (the worker's start is the point)."""
+
+
 class CpuPool:
     def __init__(self, workers: int | None = None, *, memory_limit: int | None = None):
         self._workers = workers or max(1, min(2, os.cpu_count() or 1))
@@ -116,6 +120,14 @@ class CpuPool:
                 initargs=(self._memory_limit,),
             )
         return self._pool
+
+    def warm(self, timeout: float = 60.0) -> None:
+        """Start the worker processes now. It blocks (the forkserver's first start takes
+        100-200 ms): the daemon calls it from a thread at start, so the first page to parse
+        does not stall the event loop starting them."""
+        executor = self._executor()
+        for future in [executor.submit(_ready) for _ in range(self._workers)]:
+            future.result(timeout=timeout)
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float, **kwargs: Any) -> T:
         """fn(*args, **kwargs) in a worker, within `timeout` seconds of its start.
