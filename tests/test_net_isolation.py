@@ -299,6 +299,24 @@ def test_origins_get_stable_balanced_clients_added_as_needed() -> None:
     run(main)
 
 
+def test_an_origin_allowed_many_connections_spreads_over_small_pools() -> None:
+    """per_host 50: the origin gets 10 clients of 5 connections, not one pool of 50 that
+    httpcore would scan at every request (0.5 ms more CPU a poll, bench/poll.py)."""
+
+    async def main() -> None:
+        p = HttpPool(concurrency=50, per_host=50, allow=("127.0.0.0/8",))
+        p._bind()
+        try:
+            used = {p._shard(("http", "127.0.0.1:8000")) for _ in range(30)}
+            assert len(used) == 10 and p._origins[("http", "127.0.0.1:8000")] == tuple(sorted(used))
+            assert all(c._transport._pool._max_connections == net.CONNECTIONS_PER_CLIENT for c in p._clients)  # type: ignore[attr-defined]
+            assert p._shard(("http", "127.0.0.1:9000")) not in used  # another origin: clients of its own
+        finally:
+            await p.aclose()
+
+    run(main)
+
+
 def test_past_the_client_limit_origins_share_the_least_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         p = pool()
