@@ -93,3 +93,31 @@ def test_a_feed_falling_due_wakes_the_dispatcher(
     finally:
         asyncio.run(rt.aclose())
     assert done  # polled when it fell due, not at the next (hour-long) tick
+
+
+def test_a_tick_that_fails_does_not_count_as_the_schedule_running(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    """The watchdog and /healthz go by the last tick that got through: a store that cannot
+    be read makes every tick fail, and that is a stalled schedule (systemd restarts it)."""
+    serve_feeds(server, 1, [])
+    rt = Runtime(load_config(write_config(tmp_path, [{"url": server.url("/feed/0"), "name": "F0"}], {})))
+    d = Daemon(rt, Notifier({}))
+
+    async def go() -> tuple[bool, bool]:
+        d.last_poll_tick = time.monotonic() - 3600  # the last good tick, an hour ago
+        rt.db.execute("ALTER TABLE feeds RENAME TO feeds_away")  # every read of feeds fails
+        rt.db.conn.commit()
+        await d.poll_tick()
+        failing = d.alive()
+        rt.db.execute("ALTER TABLE feeds_away RENAME TO feeds")
+        rt.db.conn.commit()
+        await d.poll_tick()
+        await asyncio.gather(*d.in_flight.values())
+        return failing, d.alive()
+
+    try:
+        failing, recovered = asyncio.run(go())
+    finally:
+        asyncio.run(rt.aclose())
+    assert failing is False and recovered is True

@@ -84,8 +84,11 @@ class Daemon:
                 await asyncio.wait_for(self._slot_freed.wait(), timeout=wait)
 
     async def poll_tick(self) -> float:
-        """Start due feeds into the free slots; how long to sleep before the next look."""
+        """Start due feeds into the free slots; how long to sleep before the next look.
+        Only a tick that got through counts for the watchdog and /healthz: one that fails
+        every time (a store that cannot be read) is a stalled schedule, not a live one."""
         wait = POLL_TICK
+        ok = False
         try:
             if time.monotonic() - self._folder_checked >= WATCH_EVERY:
                 self._folder_checked = time.monotonic()
@@ -102,14 +105,17 @@ class Daemon:
                         break
                     self.in_flight[row.id] = asyncio.create_task(self._poll(row), name=f"poll:{row.name}")
                 if len(rows) == free:
+                    ok = True
                     return POLL_TICK  # all slots busy: woken as soon as one frees up
             next_at = await self.rt.next_due_at(in_flight=self.in_flight.keys())
             if next_at is not None:
                 wait = min(POLL_TICK, max(0.0, next_at - self.rt.clock()))
+            ok = True
         except Exception:
             log.exception("poll_tick_failed")
         finally:
-            self.last_poll_tick = time.monotonic()
+            if ok:
+                self.last_poll_tick = time.monotonic()
         return wait
 
     async def _poll(self, row: feed_store.FeedRow) -> None:
@@ -185,8 +191,12 @@ class Daemon:
         while not self.stopping.is_set():
             try:
                 await self.rt.refresh_metrics()
-            except Exception as e:  # a gauge a little old never stops the daemon
-                log.warning("metrics_refresh_failed error=%s: %s", type(e).__name__, e)
+            except Exception as e:  # the gauges say they do not know, rather than freeze
+                log.warning(
+                    "metrics_refresh_failed error=%s: %s (gauges unknown until it works)", type(e).__name__, e
+                )
+                if self.rt.metrics is not None:
+                    self.rt.metrics.set_unknown()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=METRICS_EVERY)
 

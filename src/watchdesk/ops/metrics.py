@@ -214,6 +214,15 @@ class Metrics:
         self.outbox_oldest_pending_age.set(max(0.0, oldest_pending_age or 0.0))
         self.db_size.set(db_size)
 
+    def set_unknown(self) -> None:
+        """The store could not be read: the gauges read from it become NaN (absent from
+        alerts that compare them, visible as unknown), never stuck at their last value."""
+        nan = float("nan")
+        for status in self._statuses:
+            self.feeds.labels(status).set(nan)
+        self.outbox_pending.set(nan)
+        self.outbox_oldest_pending_age.set(nan)
+
 
 # ---- the HTTP endpoints ---------------------------------------------------------------
 
