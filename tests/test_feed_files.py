@@ -195,3 +195,30 @@ def test_opml_import_into_a_feeds_file_round_trips(tmp_path: Path, monkeypatch: 
         main, ["--config", str(config), "opml", "import", "subs.opml", "--into", "feeds/b.toml"]
     )
     assert "nothing new to import" in again.output and "skipped 3 already configured" in again.output
+
+
+def test_a_feeds_folder_that_empties_keeps_the_running_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unmounted or half-rewritten folder must not make the daemon drop its feeds: a
+    pattern that matched files and now matches none keeps the running config."""
+    import asyncio
+
+    from watchdesk.runtime import Runtime
+
+    (tmp_path / "watchlists").mkdir()
+    (tmp_path / "feeds").mkdir()
+    (tmp_path / "feeds" / "a.toml").write_text('[[feed]]\nurl = "https://a.example/rss"\nname = "A"\n')
+    main = tmp_path / "watchdesk.toml"
+    main.write_text('[watchdesk]\nfeeds = ["feeds/*.toml"]\n')
+    rt = Runtime(load_config(main, check_secrets=False))
+    try:
+        (tmp_path / "feeds" / "a.toml").rename(tmp_path / "a.toml.away")
+        with caplog.at_level("ERROR"):
+            assert rt.load_new_config() is None
+        assert "feeds pattern 'feeds/*.toml' matched feeds files and now matches none" in caplog.text
+        main.write_text('[watchdesk]\nfeeds = []\n[[feed]]\nurl = "https://b.example/rss"\nname = "B"\n')
+        loaded = rt.load_new_config()  # the pattern removed on purpose: taken over
+        assert loaded is not None and [f.name for f in loaded[0].feeds] == ["B"]
+    finally:
+        asyncio.run(rt.aclose())

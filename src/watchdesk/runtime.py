@@ -215,6 +215,22 @@ class Runtime:
         except Exception as e:  # an unreadable file, or a bug: the running config stays
             log.error("config_invalid problem=%s: %s (keeping the running config)", type(e).__name__, e)
             return None
+        emptied = [
+            p
+            for p in config.feed_patterns_unmatched
+            if p in self.config.feed_patterns and p not in self.config.feed_patterns_unmatched
+        ]
+        if emptied:  # an unmounted or half-rewritten folder must not stop its feeds being polled
+            for pattern in emptied:
+                log.error(
+                    "config_invalid problem=%s: [watchdesk] feeds pattern %r matched feeds files and now "
+                    "matches none (keeping the running config; remove the pattern to drop its feeds)",
+                    config.path,
+                    pattern,
+                )
+            return None
+        for warning in config.warnings:
+            log.warning("config_warning problem=%s", warning)
         return config, compile_matcher(config.watchlists)
 
     def config_changed(self) -> bool:

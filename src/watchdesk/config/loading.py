@@ -269,6 +269,7 @@ class Config:
     watchlist_problems: tuple[Problem, ...] = ()  # only with load_config(broken_watchlists_ok=True)
     warnings: tuple[Problem, ...] = ()  # nothing wrong, but likely not what was meant
     feed_patterns: tuple[str, ...] = ()  # [watchdesk] feeds, as written
+    feed_patterns_unmatched: tuple[str, ...] = ()  # those that matched no file (a warning)
     sources: tuple[Path, ...] = ()  # the main file, then every feeds file read (sorted)
     scopes: frozenset[str] = frozenset()  # feed names and tags, casefolded (watchlists' `feeds`)
 
@@ -390,6 +391,7 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         watchlist_problems=tuple(wl_problems) if broken_watchlists_ok else (),
         warnings=tuple(warnings),
         feed_patterns=tuple(patterns),
+        feed_patterns_unmatched=tuple(patterns[i] for i in unmatched),
         sources=(path, *(Path(fc.file) for fc, _ in sources[1:])),
         scopes=scopes,
     )
