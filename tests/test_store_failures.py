@@ -446,3 +446,20 @@ def test_json_and_text_outputs_show_bidi_and_control_characters_inert(tmp_path: 
         assert result.returncode == 0, result.stderr
         assert not set(TERMINAL_ACTIVE) & set(result.stdout + result.stderr), command
     assert "gpj.exe" in watchdesk(config, "hits").stdout
+
+
+def test_a_reading_command_never_upgrades_a_database(tmp_path: Path) -> None:
+    """A database an older watchdesk made (an upgrade pending) is not changed by a command
+    that only reads: an older daemon may still run on it. It says what to do instead."""
+    from watchdesk.errors import StoreError
+    from watchdesk.store import open_db
+
+    database = tmp_path / "watchdesk.db"
+    open_db(database, threaded=False).close()
+    with sqlite3.connect(database) as db:  # as if the newest upgrade had not been applied yet
+        db.execute("DELETE FROM _sqlite_migrations WHERE rowid = (SELECT MAX(rowid) FROM _sqlite_migrations)")
+    db.close()
+    before = digest(database)
+    with pytest.raises(StoreError, match="upgrades pending.*restart the daemon with this version"):
+        open_db(database, read_only=True)
+    assert digest(database) == before

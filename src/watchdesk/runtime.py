@@ -25,7 +25,6 @@ from .ops.metrics import Metrics
 from .outbox import Drainer, DrainSummary
 from .pipeline import PollContext, record_crash, refresh_feed
 from .store import feeds as feed_store
-from .store import lock as database_lock
 from .store import outbox as outbox_store
 from .store import retention
 from .store.db import human_size
@@ -88,12 +87,7 @@ class Runtime:
         and gets no lock file) and before anything is written to it."""
         self.config = config
         self.clock = clock
-        self.store = Store.open(config.database)
-        try:
-            self.lock = database_lock.hold(config.database, lock) if lock else None
-        except BaseException:
-            self.store.close()
-            raise
+        self.store = Store.open(config.database, lock=lock)
         self.db = self.store.db  # for tools and tests, on their own thread while nothing else runs
         feed_store.sync_feeds(self.db, [(f.url, f.name) for f in config.feeds if f.enabled], clock())
         self.cpu = CpuPool(memory_limit=WORKER_MEMORY_LIMIT)
@@ -503,6 +497,4 @@ class Runtime:
         for channel in self.channels.values():
             await channel.aclose()
         self.cpu.close()
-        await asyncio.to_thread(self.store.close)  # a write in progress commits first
-        if self.lock is not None:
-            self.lock.release()
+        await asyncio.to_thread(self.store.close)  # a write in progress commits first (then the lock goes)

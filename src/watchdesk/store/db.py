@@ -8,7 +8,7 @@ import errno
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 
@@ -251,7 +251,13 @@ READ_COMMANDS = "feeds, hits, search, outbox, stories"
 QUICK_CHECK_SHOWN = 3  # problems named in the message (quick_check stops after 100)
 
 
-def open_db(path: Path | str, *, threaded: bool = True, read_only: bool = False) -> sqlite_utils.Database:
+def open_db(
+    path: Path | str,
+    *,
+    threaded: bool = True,
+    read_only: bool = False,
+    before_migrate: Callable[[], object] | None = None,
+) -> sqlite_utils.Database:
     """Open (creating only when nothing is at `path`), check and migrate the database.
 
     A file there that is not a sound watchdesk database is refused, never taken as a new
@@ -271,6 +277,11 @@ def open_db(path: Path | str, *, threaded: bool = True, read_only: bool = False)
     file is created. Otherwise the database must be writable, checked at once (a write
     rolled back), so a daemon never starts on a database it cannot write.
 
+    A reading command never changes the file: a database an older watchdesk made, with
+    upgrades pending, is a StoreError saying so (a daemon of the older version may still
+    be running on it). `before_migrate`: called once the file is known to be a sound
+    watchdesk database and before any upgrade is written (the daemon's lock, store/lock.py).
+
     `threaded`: the connection is handed to one store thread (store/engine.py) and used
     only there; sqlite3's same-thread check would refuse that hand-over."""
     if str(path) == ":memory:":
@@ -283,9 +294,18 @@ def open_db(path: Path | str, *, threaded: bool = True, read_only: bool = False)
             db.execute("PRAGMA query_only=ON")
             return db
         if read_only:
-            return _readable(path, threaded, migrate=True, verify=False)[0]
+            db = _readable(path, threaded, migrate=False, verify=False)[0]
+            pending = migrations.pending(db)
+            if pending:
+                db.close()
+                raise StoreError(
+                    f"database {path} was made by an older watchdesk ({len(pending)} upgrades pending), "
+                    "which a command that only reads does not apply: restart the daemon with this "
+                    "version (or run `watchdesk poll --once`), then try again"
+                )
+            return db
         path.parent.mkdir(parents=True, exist_ok=True)
-        return _writable(path, threaded)
+        return _writable(path, threaded, before_migrate)
     except (sqlite3.Error, OSError) as e:
         raise explain(path, e) from e
 
@@ -436,11 +456,20 @@ def _connect(path: Path | str, threaded: bool) -> sqlite3.Connection:
     return conn
 
 
-def _writable(path: Path, threaded: bool) -> sqlite_utils.Database:
+def _writable(
+    path: Path, threaded: bool, before_migrate: Callable[[], object] | None
+) -> sqlite_utils.Database:
     conn = _connect(path, threaded)
+
+    def writable_then_hold() -> None:  # a read-only file is said as such before any lock file
+        found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [migrations.migrations_table])
+        if found.fetchone():  # (a new file has nothing to probe with, and is writable: just made)
+            _probe_write(conn)
+        if before_migrate is not None:
+            before_migrate()
+
     try:
-        db = _prepared(conn, path, migrate=True, verify=True)
-        _probe_write(conn)
+        db = _prepared(conn, path, migrate=True, verify=True, before_migrate=writable_then_hold)
     except BaseException:
         conn.close()
         raise
@@ -512,7 +541,13 @@ def _connect_read_only(path: Path, threaded: bool, cause: sqlite3.Error) -> sqli
 
 
 def _prepared(
-    conn: sqlite3.Connection, path: Path | str, *, migrate: bool, verify: bool, wal: bool = True
+    conn: sqlite3.Connection,
+    path: Path | str,
+    *,
+    migrate: bool,
+    verify: bool,
+    wal: bool = True,
+    before_migrate: Callable[[], object] | None = None,
 ) -> sqlite_utils.Database:
     """The connection as a Database: refused unless it is watchdesk's (or empty) and sound;
     then in WAL mode (unless a read-only connection) and migrated when `migrate`. WAL is
@@ -532,6 +567,8 @@ def _prepared(
         more = len(problems) - QUICK_CHECK_SHOWN
         shown = "; ".join(problems[:QUICK_CHECK_SHOWN]) + (f"; and {more} more" if more > 0 else "")
         raise StoreError(_damaged(path, f"quick_check: {shown}"))
+    if before_migrate is not None:
+        before_migrate()
     if wal:
         conn.execute("PRAGMA journal_mode=WAL")
     if migrate:

@@ -28,7 +28,9 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import sqlite_utils
 
+from . import lock as database_lock
 from .db import database_size, open_db
+from .lock import DatabaseLock
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -40,6 +42,7 @@ class Store:
         for reads can be opened; None (or an in-memory database): reads share the writer."""
         self.db = db
         self.path = path
+        self.lock: DatabaseLock | None = None  # Store.open(lock=...)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-write")
         self._reader_db = db
         self._reader = self._writer
@@ -51,9 +54,18 @@ class Store:
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-read")
 
     @classmethod
-    def open(cls, path: Path | str) -> Store:
-        """Open (creating and migrating if needed) the database at `path`."""
-        return cls(open_db(path, threaded=True), path)
+    def open(cls, path: Path | str, *, lock: str | None = None) -> Store:
+        """Open (creating and migrating if needed) the database at `path`. `lock`: hold
+        the database's lock (store/lock.py) as `lock` ("watchdesk run") until close(),
+        taken once the file is known sound and before anything is written to it."""
+        held: list[DatabaseLock] = []
+
+        def take() -> None:
+            held.append(database_lock.hold(path, lock or ""))
+
+        store = cls(open_db(path, threaded=True, before_migrate=take if lock else None), path)
+        store.lock = held[0] if held else None
+        return store
 
     def size(self) -> int:
         """Bytes of the database file and its WAL (0 in memory): a stat, no query."""
@@ -82,3 +94,5 @@ class Store:
             self._reader.shutdown(wait=True)
             self._reader_db.close()
         self.db.close()
+        if self.lock is not None:
+            self.lock.release()
