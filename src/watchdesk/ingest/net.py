@@ -14,8 +14,10 @@ larger allowance (WAITING_PER_SLOT x concurrency), so dead hosts cannot starve t
 ones; it gets a slot back, ahead of new requests, as soon as bytes arrive. Each origin
 (scheme, host, port) keeps the client it was first given (deterministic, least loaded
 first, a bounded LRU), and clients are added as origins arrive, each holding only as many
-origins as it has connections for (per_host each), so kept-alive connections survive
-between polls and one origin never waits for another's connections.
+origins as it has connections for (per_host each), so one origin never waits for
+another's connections and its kept-alive connections serve its next requests (within
+httpx's keep-alive expiry, 5 s: the feeds of one site polled together, not a feed's next
+poll 15 minutes later).
 """
 
 from __future__ import annotations
