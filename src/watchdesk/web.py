@@ -1,6 +1,7 @@
 """What fetching and delivering share, below both: canonical URLs (the same story under
 tracking parameters is one story), what makes a URL unusable (shared by the config check
-and the network layer), the one TLS context, Retry-After."""
+and the network layer), the one TLS context, Retry-After; and writing feed text into a
+TOML file safely (OPML import and `discover` both do)."""
 
 from __future__ import annotations
 
@@ -160,3 +161,32 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+# ---- feed text written into TOML -------------------------------------------------------
+
+# What acts on a terminal or splits a line: C0 and C1 controls, DEL, bidi marks,
+# embeddings, overrides and isolates, line and paragraph separators.
+UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def toml_string(text: str) -> str:
+    """`text` as a TOML basic string: quotes and backslashes escaped, controls, bidi marks
+    and line separators as escapes (so the file is also safe to print), a lone surrogate
+    (which no TOML string can hold) as U+FFFD."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append("\\uFFFD")
+        elif UNSAFE_CHARS.match(ch):
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)

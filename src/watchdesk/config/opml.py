@@ -38,6 +38,7 @@ from typing import Protocol
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from ..errors import Problem
+from ..web import UNSAFE_CHARS, toml_string
 
 __all__ = [
     "MAX_BYTES",
@@ -63,7 +64,6 @@ MAX_NAME = 200  # a feed name is cut to this
 MAX_TAG = 100  # a tag is cut to this
 
 # Controls, bidi marks and overrides, line/paragraph separators: never in a name or tag.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # What XML 1.0 cannot carry at all, not even as a character reference.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -393,7 +393,7 @@ def _label(attrs: dict[str, str]) -> str:
 
 
 def _clean(text: str) -> str:
-    return " ".join(_UNSAFE.sub(" ", text).split())
+    return " ".join(UNSAFE_CHARS.sub(" ", text).split())
 
 
 def _one_line(text: str) -> str:
@@ -487,30 +487,6 @@ def _normalised(parts: SplitResult, port: int | None, host: str) -> str:
 # ---- TOML -----------------------------------------------------------------------------
 
 
-def toml_string(text: str) -> str:
-    """`text` as a TOML basic string: quotes and backslashes escaped, controls, bidi marks
-    and line separators as escapes (so the file is also safe to print), a lone surrogate
-    (which no TOML string can hold) as U+FFFD."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch in _SHORT_ESCAPES:
-            out.append(_SHORT_ESCAPES[ch])
-        elif 0xD800 <= code <= 0xDFFF:
-            out.append("\\uFFFD")
-        elif _UNSAFE.match(ch):
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-
-
 def render_feeds_toml(feeds: Iterable[ImportedFeed], *, comment: str | None = None) -> str:
     """`[[feed]]` tables (url, name, tags when there are any), one blank line between,
     ending in a newline: ready to append to a feeds file or the main config (after a
@@ -519,7 +495,9 @@ def render_feeds_toml(feeds: Iterable[ImportedFeed], *, comment: str | None = No
     "" when there are no feeds and no comment."""
     blocks = []
     if comment is not None:
-        blocks.append("".join(f"# {_UNSAFE.sub(' ', line)}".rstrip() + "\n" for line in comment.splitlines()))
+        blocks.append(
+            "".join(f"# {UNSAFE_CHARS.sub(' ', line)}".rstrip() + "\n" for line in comment.splitlines())
+        )
     for feed in feeds:
         lines = ["[[feed]]", f"url = {toml_string(feed.url)}", f"name = {toml_string(feed.name)}"]
         if feed.tags:

@@ -39,6 +39,8 @@ import lxml.etree
 import lxml.html
 
 from ..models import FailureKind, ParsedFeed
+from ..web import UNSAFE_CHARS
+from ..web import toml_string as toml_string
 from .fetch import ACCEPT as FEED_ACCEPT
 from .net import HttpPool, Limits, RequestFailed, Response
 from .parse import clean_text, parse_feed
@@ -92,7 +94,6 @@ _JSON_PEEK = 64 * 1024  # where a JSON Feed's "version" is looked for
 _JSON_READ = 2 * 2**20  # JSON Feeds up to this size are read for their title and item count
 _ASCII_WS = " \t\n\r\f"
 # C0/C1 controls, DEL, bidi marks/embeddings/overrides/isolates, line/paragraph separators.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _PROBE = b"<link rel='alternate' href='/a?b=c&amp;d' type=\"x/y+z\">"
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
@@ -448,12 +449,12 @@ def feeds_toml(results: Iterable[Discovered], *, taken_names: Iterable[str] = ()
 
 
 def _name(d: Discovered) -> str:
-    name = " ".join(_UNSAFE.sub(" ", clean_text(d.title)).split())[:MAX_NAME].strip()
+    name = " ".join(UNSAFE_CHARS.sub(" ", clean_text(d.title)).split())[:MAX_NAME].strip()
     if name:
         return name
     parts = urlsplit(d.config_url)
     fallback = (parts.hostname or "") + (parts.path.rstrip("/") or "")
-    return " ".join(_UNSAFE.sub(" ", fallback).split())[:MAX_NAME] or "feed"
+    return " ".join(UNSAFE_CHARS.sub(" ", fallback).split())[:MAX_NAME] or "feed"
 
 
 def _unique(name: str, d: Discovered, used: set[str]) -> str:
@@ -474,24 +475,6 @@ def _summary(d: Discovered) -> str:
     newest = f", newest {d.newest:%Y-%m-%d %H:%M} UTC" if d.newest else ""
     note = ", not well-formed but readable" if d.note else ""
     return f"{label}, {count}{newest}{note}"
-
-
-def toml_string(text: str) -> str:
-    """`text` as a TOML basic string: quotes and backslashes escaped, controls, bidi marks
-    and line separators as \\uXXXX (also safe to print), lone surrogates as U+FFFD."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif 0xD800 <= code <= 0xDFFF:
-            out.append("\\uFFFD")
-        elif _UNSAFE.match(ch):
-            out.append(f"\\u{code:04X}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def problem_lines(results: Iterable[Discovered]) -> list[str]:
@@ -518,4 +501,4 @@ def problem_lines(results: Iterable[Discovered]) -> list[str]:
 
 
 def _safe(text: str) -> str:
-    return " ".join(_UNSAFE.sub("", clean_text(text)).split())
+    return " ".join(UNSAFE_CHARS.sub("", clean_text(text)).split())
