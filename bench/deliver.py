@@ -128,23 +128,27 @@ class SmtpHandler:
         return "250 2.0.0 accepted"
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1 without logging, and one way to answer (bench/faults.py too)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else each keep-alive answer waits ~40 ms (delayed ACK)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def _reply(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def http_server(arrivals: Arrivals, feed: Feed) -> ThreadingHTTPServer:
     """GET /feed.xml serves the feed; POST HOOK_PATH records a Slack post, answers `ok`."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # else each keep-alive answer waits ~40 ms (delayed ACK)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-        def _reply(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             if self.path == "/feed.xml":
                 self._reply(200, feed.get(), "application/rss+xml")

@@ -79,9 +79,12 @@ from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deliver import QuietHandler  # noqa: E402  (bench/deliver.py)
 
 from watchdesk.config import load_config
 from watchdesk.models import Alert
@@ -153,20 +156,7 @@ class Local:
     def _server(self) -> ThreadingHTTPServer:
         local = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # else each keep-alive answer waits ~40 ms (delayed ACK)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-            def _reply(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 found = FEED_PATH.match(self.path)
                 if not found:
