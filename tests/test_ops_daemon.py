@@ -132,36 +132,34 @@ def test_a_port_in_use_is_logged_and_the_daemon_polls_on(tmp_path: Path, server:
 NAME = 'Dept. of "Justice" = x'
 
 
-def test_a_daemon_log_line_about_an_odd_feed_name_parses_back_as_logfmt(tmp_path: Path) -> None:
-    """The default format; the feed fails (nothing listens on its port) and says so."""
+def failing_feed_log(tmp_path: Path, settings: str, failed: str) -> list[str]:
+    """The log lines of a daemon (its config's own log format, with `settings` added to
+    [watchdesk]) whose one feed, named NAME, fails: nothing listens on its port."""
     feed = {"url": f"http://127.0.0.1:{free_port()}/feed", "name": NAME}
     config = write_config(tmp_path, [feed], {"drugs": "match = ['fentanyl']\n"})
+    config.write_text(config.read_text().replace("[watchdesk]\n", f"[watchdesk]\n{settings}", 1))
     daemon = start_daemon(config, log_format=None)
     log = Log(daemon)
     try:
-        assert log.wait_for(lambda t: "event=feed_failed" in t), log.text()
+        assert log.wait_for(lambda t: failed in t), log.text()
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=60) == 0
-    lines = [parse_logfmt(line.rstrip("\n")) for line in log.lines if line.startswith("ts=")]
+    return log.lines
+
+
+def test_a_daemon_log_line_about_an_odd_feed_name_parses_back_as_logfmt(tmp_path: Path) -> None:
+    """The default format."""
+    logged = failing_feed_log(tmp_path, "", "event=feed_failed")
+    lines = [parse_logfmt(line.rstrip("\n")) for line in logged if line.startswith("ts=")]
     failed = next(line for line in lines if line["event"] == "feed_failed")
     assert failed["feed"] == NAME and failed["level"] == "error" and failed["kind"] == "network"
     assert {line["event"] for line in lines} >= {"daemon_started", "feed_failed", "daemon_stopped"}
 
 
 def test_log_format_json_gives_one_object_a_line(tmp_path: Path) -> None:
-    feed = {"url": f"http://127.0.0.1:{free_port()}/feed", "name": NAME}
-    config = write_config(tmp_path, [feed], {"drugs": "match = ['fentanyl']\n"})
-    text = config.read_text().replace("[watchdesk]\n", '[watchdesk]\nlog_format = "json"\n', 1)
-    config.write_text(text)
-    daemon = start_daemon(config, log_format=None)
-    log = Log(daemon)
-    try:
-        assert log.wait_for(lambda t: '"event": "feed_failed"' in t), log.text()
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(timeout=60) == 0
-    objects = [json.loads(line) for line in log.lines if line.startswith("{")]
-    assert len(objects) == len([line for line in log.lines if line.strip()])  # every line
+    logged = failing_feed_log(tmp_path, 'log_format = "json"\n', '"event": "feed_failed"')
+    objects = [json.loads(line) for line in logged if line.startswith("{")]
+    assert len(objects) == len([line for line in logged if line.strip()])  # every line
     failed = next(o for o in objects if o["event"] == "feed_failed")
     assert failed["feed"] == NAME and failed["errors"] == 1
