@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pg_fixture import PG_URL, NO_SERVER, drop_database, fresh_database
 from server import LocalServer
 
 from watchdesk.config import load_config
@@ -64,6 +65,22 @@ def server() -> Iterator[LocalServer]:
         yield srv
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """[watchdesk] database for a test run on both stores: an SQLite file (beside the
+    config), then a fresh PostgreSQL database (skipped without WATCHDESK_TEST_POSTGRES)."""
+    if request.param == "sqlite":
+        yield "watchdesk.db"
+        return
+    if not PG_URL:
+        pytest.skip(NO_SERVER)
+    url = fresh_database()
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
 def write_config(
     folder: Path,
     feeds: list[dict[str, object]],
@@ -72,14 +89,19 @@ def write_config(
     extra: str = "",
     polling: str = "",
     network: str = "",
+    database: str = "watchdesk.db",
+    watchdesk: str = "",
 ) -> Path:
-    """Write watchdesk.toml and watchlists/*.toml into folder; return the config path."""
+    """Write watchdesk.toml and watchlists/*.toml into folder; return the config path.
+    `database`: a file name or a PostgreSQL URL (the `database` fixture); `watchdesk`:
+    more [watchdesk] lines."""
     (folder / "watchlists").mkdir(parents=True, exist_ok=True)
     for name, text in watchlists.items():
         (folder / "watchlists" / f"{name}.toml").write_text(textwrap.dedent(text))
     lines = [
         "[watchdesk]",
-        'database = "watchdesk.db"',
+        f"database = {_toml(database)}",
+        textwrap.dedent(watchdesk),
         "",
         "[polling]",
         polling,

@@ -74,6 +74,7 @@ class Daemon:
         self._slot_freed = asyncio.Event()
         self._folder_checked = 0.0  # when the config file and watchlists folder were last looked at
         self._reloading = asyncio.Lock()  # one reload at a time (SIGHUP, a file changed)
+        self._leases_renewed = runtime.clock()
 
     async def dispatch(self) -> None:
         """Poll ticks back to back, each sleeping as long as nothing can start."""
@@ -97,6 +98,7 @@ class Daemon:
                         await self.rt.reload_config()
                     else:  # the old watchlists serve while the new ones load
                         await asyncio.to_thread(self.rt.reload_watchlists)
+            await self._renew_leases()
             free = self.slots - len(self.in_flight)
             if free > 0:
                 rows = await self.rt.due(limit=free, in_flight=self.in_flight.keys())
@@ -117,6 +119,16 @@ class Daemon:
             if ok:
                 self.last_poll_tick = time.monotonic()
         return wait
+
+    async def _renew_leases(self) -> None:
+        """Polls still in flight keep their feeds' leases (PostgreSQL): renewed when a
+        quarter of the lease has passed, so a long poll is never taken over while it runs."""
+        now = self.rt.clock()
+        if not self.rt.store.shared or now - self._leases_renewed < self.rt.store.lease / 4:
+            return
+        self._leases_renewed = now
+        if self.in_flight:
+            await self.rt.store.renew_feeds(list(self.in_flight), now)
 
     async def _poll(self, row: feed_store.FeedRow) -> None:
         try:
@@ -250,10 +262,11 @@ class Daemon:
         dispatcher = asyncio.create_task(self.dispatch(), name="dispatcher")
         feeds = len(self.rt.config.feeds)
         log.info(
-            "daemon_started feeds=%d watchlists=%d database=%s",
+            "daemon_started feeds=%d watchlists=%d database=%s node=%s",
             feeds,
             len(self.rt.ctx.watchlists),
-            self.rt.config.database,
+            self.rt.store.shown,
+            self.rt.config.node,
         )
         self.notifier.ready(await self._status())
         watchdog = None
@@ -299,6 +312,11 @@ class Daemon:
                 channel,
                 ",".join(str(i) for o in outcomes for i in o.ids),
             )
+        if self.rt.store.shared:  # the other daemons take over this one's feeds and channels now
+            try:
+                await self.rt.store.release()
+            except Exception as e:
+                log.warning("leases_not_released error=%s (they run out by themselves)", e)
         self.scheduler.shutdown(wait=False)
 
     def stop(self, reason: str = "") -> None:

@@ -216,6 +216,7 @@ class Drainer:
         self.failing: set[str] = set()  # channels whose last attempt failed (reported once)
         self.unrecorded: dict[str, list[Outcome]] = {}  # per channel, outcomes not yet written
         self.stop_requested = False  # a clean stop: finish the send in flight, start no other
+        self._claimed: dict[str, float] = {}  # channels this daemon holds the lease of, and since when
         # Told (channel name, sent | retrying | dead, alerts) of every delivery: the
         # daemon's metrics (ops/metrics.py observe_delivery, by the channel's type).
         self.observe: Callable[[str, str, int], None] = lambda channel, outcome, alerts: None
@@ -225,9 +226,14 @@ class Drainer:
         failed_now: set[str] = set()  # one failure per channel per round; the rest wait
         held = await self.record_outcomes()
         skip = {**self.unavailable, **dict.fromkeys(held, "outcome not recorded")}
+        # Several daemons on one database: each channel is delivered by one at a time.
+        wanted = [name for name in self.channels if name not in skip]
+        mine = await self.store.claim_channels(wanted, self.clock())
+        self._claimed = dict.fromkeys(mine, self.clock())
+        skip.update({name: "delivered by another daemon" for name in wanted if name not in mine})
         for rows in await self.store.read(outbox_store.due_digests, self.clock(), skip_channels=skip):
             channel_name = rows[0].channel
-            if channel_name in failed_now or self.stop_requested:
+            if channel_name in failed_now or self.stop_requested or not await self._still_mine(channel_name):
                 continue
             title = rows[0].digest_title or "Digest"
             assert rows[0].digest_at is not None
@@ -301,6 +307,8 @@ class Drainer:
         for row in rows:
             if channel in failed_now or channel in self.unrecorded or self.stop_requested:
                 return
+            if not await self._still_mine(channel):
+                return
             if await self._over_cap(channel):
                 end = digest.next_hour(self.clock(), self.tz)
                 await self.store.write(
@@ -309,6 +317,20 @@ class Drainer:
                 summary.capped += 1
                 continue
             await self._deliver(channel, [row], summary, failed_now, key=row.idempotency_key)
+
+    async def _still_mine(self, channel: str) -> bool:
+        """A long round renews its channel's lease before a third of it has run out; a
+        channel whose lease went to another daemon meanwhile sends nothing more here."""
+        if not self.store.shared:
+            return True
+        now = self.clock()
+        if now - self._claimed.get(channel, float("-inf")) < self.store.lease / 3:
+            return True
+        if channel in await self.store.claim_channels([channel], now):
+            self._claimed[channel] = now
+            return True
+        log.warning("channel_lease_lost channel=%s (another daemon delivers it now)", channel)
+        return False
 
     async def _with_outlets(self, alerts: list[Alert]) -> list[Alert]:
         """Each alert with the other outlets that carried its story by now ("also in")."""

@@ -97,6 +97,7 @@ class PollContext:
     )
     health: HealthConfig = HealthConfig()
     stories: StoriesConfig = StoriesConfig()
+    node: str = ""  # [watchdesk] node: recorded as the feed's last poller
 
 
 def _schedule(ctx: PollContext, config: FeedConfig) -> Schedule:
@@ -546,5 +547,9 @@ def _update(
             "last_error": health.last_error,
             "next_check_at": health.next_check_at,
             "failing_since": health.failing_since,
+            # The poll's own transaction gives the feed's lease back (PostgreSQL, engine.py).
+            "polled_by": ctx.node or None,
+            "leased_by": None,
+            "lease_until": None,
         },
     )

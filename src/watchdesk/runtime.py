@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .config import Config, config_files_signature, load_config, load_watchlists
+from .config import Config, config_files_signature, load_config, load_watchlists, secrets
 from .config.changes import ConfigChanges, diff
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .ingest import ArticleFetcher, CpuPool, HttpPool, Limits, RobotsCache
 from .matching import Matcher, compile_matcher
 from .models import PollSummary, Watchlist
@@ -50,6 +50,16 @@ def folder_signature(folder: Path) -> tuple[tuple[str, float, int], ...]:
         return tuple((f.name, f.stat().st_mtime, f.stat().st_size) for f in files)
     except OSError:
         return ()
+
+
+def _database_password(config: Config) -> str | None:
+    """[watchdesk] password, resolved (PostgreSQL); None: libpq's own (PGPASSWORD, ~/.pgpass)."""
+    if not config.database_password:
+        return None
+    try:
+        return secrets.resolve(config.database_password)
+    except secrets.SecretError as e:
+        raise StoreError(f"[watchdesk] password {config.database_password}: {e}") from e
 
 
 def _feed_limits(config: Config) -> Limits:
@@ -87,13 +97,23 @@ class Runtime:
         and gets no lock file) and before anything is written to it."""
         self.config = config
         self.clock = clock
-        self.store = Store.open(config.database, lock=lock)
+        self.store = Store.open(
+            config.database,
+            lock=lock,
+            password=_database_password(config),
+            node=config.node,
+            lease=config.lease,
+        )
         self.db = self.store.db  # for tools and tests, on their own thread while nothing else runs
         feed_store.sync_feeds(self.db, [(f.url, f.name) for f in config.feeds if f.enabled], clock())
         self.cpu = CpuPool(memory_limit=WORKER_MEMORY_LIMIT)
         # [metrics] listen: what polls, extractions and deliveries count (daemon.py serves it)
         self.metrics = (
-            Metrics(channel_types=sorted({c.type for c in config.channels.values()}))
+            Metrics(
+                channel_types=sorted({c.type for c in config.channels.values()}),
+                node=config.node,
+                store=self.store.kind,
+            )
             if config.metrics.listen
             else None
         )
@@ -115,6 +135,7 @@ class Runtime:
             health=config.health,
             stories=config.stories,
             trust_feed_urls=config.network.trust_config_feeds,
+            node=config.node,
         )
         self.unavailable: dict[str, str] = {}
         self.channels = channels if channels is not None else self._build_channels()
@@ -178,7 +199,7 @@ class Runtime:
             return
         statuses = await self.store.read(feed_store.status_counts)
         pending, oldest = await self.store.read(outbox_store.pending_age, self.clock())
-        self.metrics.set_state(statuses, pending, oldest, self.store.size())
+        self.metrics.set_state(statuses, pending, oldest, await self.store.measure())
 
     def _build_channels(self, names: Collection[str] | None = None) -> dict[str, Channel]:
         channels: dict[str, Channel] = {}
@@ -423,14 +444,14 @@ class Runtime:
         an unrecorded poll, or not configured here."""
         now = self.clock()
         skip = {*in_flight, *self.unconfigured, *self._holding(now)}
-        return await self.store.read(feed_store.due_feeds, now, limit, skip=skip)
+        return await self.store.claim_feeds(now, limit, skip)
 
     async def next_due_at(self, in_flight: Collection[int] = ()) -> float | None:
         """When the next feed falls due (a hold running out included); None: never."""
         now = self.clock()
         holding = self._holding(now)
         skip = {*in_flight, *self.unconfigured, *holding}
-        found = await self.store.read(feed_store.next_due_at, skip=skip)
+        found = await self.store.read(feed_store.next_due_at, skip=skip, now=now)
         ends = [self.held[i][0] for i in holding if i not in in_flight]
         return min([found, *ends]) if found is not None else min(ends, default=None)
 
@@ -442,7 +463,15 @@ class Runtime:
         return self._polled(await self.store.read(feed_store.all_feeds))
 
     def _polled(self, rows: list[feed_store.FeedRow]) -> list[feed_store.FeedRow]:
-        return [row for row in rows if row.status != "gone" and row.config_url in self.ctx.feeds]
+        """Not gone, configured here, and not being polled by another daemon now (a live lease)."""
+        now = self.clock()
+        return [
+            row
+            for row in rows
+            if row.status != "gone"
+            and row.config_url in self.ctx.feeds
+            and not (row.leased_by and row.leased_by != self.config.node and (row.lease_until or 0) > now)
+        ]
 
     # For tools and tests: the same views read on the caller's thread, while nothing runs.
     def due_feeds(self) -> list[feed_store.FeedRow]:
@@ -458,6 +487,7 @@ class Runtime:
         """One line for `systemctl status`: feed health and what waits in the outbox.
         Counts only (aggregate queries, off the loop), never every feed row."""
         statuses = await self.store.read(feed_store.status_counts)
+        await self.store.measure()
         return self._status_line(statuses, await self.store.read(outbox_store.counts))
 
     def _status_line(self, statuses: dict[str, int], counts: dict[str, int]) -> str:

@@ -17,8 +17,9 @@ import click
 import sqlite_utils
 
 from ..config import Config, find_config, load_config, parse_duration
-from ..errors import ConfigError, Problem
+from ..errors import ConfigError, Problem, StoreError
 from ..store import open_db
+from ..store.pg import is_postgres_url
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -64,10 +65,35 @@ def load(ctx: click.Context, *, check_secrets: bool = True, tool: bool = False) 
     return config
 
 
+def database_password(config: Config) -> str | None:
+    """[watchdesk] password, resolved (a PostgreSQL database); a reference that does not
+    resolve is a StoreError naming it."""
+    if not config.database_password:
+        return None
+    from ..config import secrets
+
+    try:
+        return secrets.resolve(config.database_password)
+    except secrets.SecretError as e:
+        raise StoreError(f"[watchdesk] password {config.database_password}: {e}") from e
+
+
+def write_db(config: Config) -> sqlite_utils.Database:
+    """The database for a command that writes (prune, rematch, outbox retry): checked and
+    upgraded as the daemon would."""
+    from ..store.engine import open_database
+
+    return open_database(config.database, password=database_password(config))
+
+
 def read_db(config: Config) -> sqlite_utils.Database:
     """The database for a command that only reads: query_only, and read through SQLite's
     read-only mode when this user cannot write it. One that does not exist yet reads as
-    empty, with a note, and is not created."""
+    empty, with a note, and is not created. PostgreSQL: a read-only session."""
+    if is_postgres_url(config.database):
+        from ..store.engine import open_database
+
+        return open_database(config.database, password=database_password(config), read_only=True)
     path = Path(config.database)
     if not path.exists() and not path.is_symlink() and not path.with_name(path.name + "-wal").exists():
         click.echo(

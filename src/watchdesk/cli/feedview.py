@@ -90,6 +90,10 @@ def _view(
         "interval_text": ago(effective) + ("*" if effective < interval else ""),
         "next_check_text": next_text,
         "notes": "; ".join(notes),
+        # Several daemons on one PostgreSQL: which one polls it now (a live lease), and
+        # which one polled it last ([watchdesk] node).
+        "polling_now_by": row.leased_by if row.leased_by and (row.lease_until or 0) > now else None,
+        "polled_by": row.polled_by,
     }
 
 

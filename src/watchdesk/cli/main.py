@@ -108,16 +108,21 @@ class Watchdesk(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as e:
-            sqlite3 = sys.modules.get("sqlite3")  # not imported for nothing: a command that failed so used it
-            if not isinstance(e, StoreError) and not (sqlite3 and isinstance(e, sqlite3.Error)):
+            # not imported for nothing: a command that failed so used them
+            sqlite3, psycopg = sys.modules.get("sqlite3"), sys.modules.get("psycopg")
+            if not (
+                isinstance(e, StoreError)
+                or (sqlite3 and isinstance(e, sqlite3.Error))
+                or (psycopg and isinstance(e, psycopg.Error))
+            ):
                 raise
             import logging
 
-            from ..store.db import explain
+            from ..store.engine import explain_failure
 
             logging.getLogger("watchdesk.cli").debug("store failure", exc_info=True)
             database = (ctx.obj or {}).get("database") or "(unknown)"
-            click.echo(f"watchdesk: {explain(database, e)}", err=True)
+            click.echo(f"watchdesk: {explain_failure(database, e)}", err=True)
             ctx.exit(STORE_FAILURE_EXIT)
 
 

@@ -7,9 +7,11 @@ import time
 import click
 
 from ..config import parse_duration
-from ..store import open_db, retention
-from ..store.db import database_size, human_size
-from .common import load
+from ..store import retention
+from ..store.db import human_size
+from ..store.engine import size_of
+from ..store.sql import is_postgres
+from .common import load, write_db
 
 
 @click.command()
@@ -40,7 +42,7 @@ def prune(ctx: click.Context, dry_run: bool, entries: str | None, vacuum: bool) 
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--entries") from None
     cutoffs = retention.cutoffs_at(time.time(), entries_for, keep.hits, keep.outbox)
-    db = open_db(config.database)
+    db = write_db(config)
     try:
         if dry_run:
             found = retention.count(db, cutoffs)
@@ -49,11 +51,12 @@ def prune(ctx: click.Context, dry_run: bool, entries: str | None, vacuum: bool) 
                 f"{found.deliveries:,} sent deliveries; nothing changed (--dry-run)"
             )
             return
-        before = database_size(config.database)
+        before = size_of(db, config.database)
         done = retention.prune_all(db, cutoffs)
         converted = retention.convert_to_incremental(db) if vacuum else False
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        after = database_size(config.database)
+        if not is_postgres(db):
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        after = size_of(db, config.database)
         free = retention.free_bytes(db)
     finally:
         db.close()

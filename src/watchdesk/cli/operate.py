@@ -10,10 +10,11 @@ import click
 
 from ..errors import StoreError, WatchdeskError
 from ..notify.sanitize import one_line
-from ..store import open_db
 from ..store import outbox as outbox_store
-from ..store.db import database_size, human_size
-from .common import json_line, load, read_db, when, zone
+from ..store.db import human_size
+from ..store.engine import size_of
+from ..store.pg import shown
+from .common import json_line, load, read_db, when, write_db, zone
 
 
 @click.command()
@@ -86,18 +87,30 @@ def feeds(ctx: click.Context, as_json: bool) -> None:
     from .feedview import feed_views
 
     config = load(ctx, check_secrets=False)
-    views = feed_views(read_db(config), config, time.time())
+    db = read_db(config)
+    views = feed_views(db, config, time.time())
+    size = size_of(db, config.database)
     if as_json:
         for view in views:
             click.echo(json_line(view))
         return
-    click.echo(f"{'feed':28} {'status':8} {'since':26} {'7d':>4} {'interval':>8} {'next check':22} notes")
+    # Several daemons (PostgreSQL): which one polls each feed now, else which polled it last.
+    nodes = len({v["polled_by"] for v in views if v["polled_by"]}) > 1 or any(
+        v["polling_now_by"] for v in views
+    )
+    node_head = f" {'node':16}" if nodes else ""
+    click.echo(
+        f"{'feed':28} {'status':8} {'since':26} {'7d':>4} {'interval':>8} {'next check':22}{node_head} notes"
+    )
     for v in views:
+        node = ""
+        if nodes:
+            node = f" {one_line(v['polling_now_by'] + ' (now)' if v['polling_now_by'] else v['polled_by'] or '-')[:16]:16}"
         click.echo(
             f"{one_line(v['name'])[:28]:28} {v['status']:8} {v['since_text'][:26]:26} {v['entries_7d']:>4} "
-            f"{v['interval_text']:>8} {v['next_check_text']:22} {one_line(v['notes'])[:100]}"
+            f"{v['interval_text']:>8} {v['next_check_text']:22}{node} {one_line(v['notes'])[:100]}"
         )
-    click.echo(f"database {config.database}: {human_size(database_size(config.database))}")
+    click.echo(f"database {shown(str(config.database))}: {human_size(size)}")
 
 
 @click.group(invoke_without_command=True)
@@ -151,7 +164,7 @@ def outbox_retry(ctx: click.Context, row_id: int | None, all_dead: bool) -> None
     if (row_id is None) == (not all_dead):
         raise click.UsageError("give one outbox ID or --all-dead")
     config = load(ctx, check_secrets=False)
-    n = outbox_store.retry(open_db(config.database), time.time(), row_id=row_id)
+    n = outbox_store.retry(write_db(config), time.time(), row_id=row_id)
     if row_id is not None and n == 0:
         click.echo(f"outbox row {row_id} is not dead (see `watchdesk outbox --status dead`)", err=True)
         ctx.exit(1)

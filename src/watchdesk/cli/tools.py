@@ -15,9 +15,18 @@ from ..errors import QuerySyntaxError, StoreError
 from ..models import Article, Hit
 from ..notify.render import marked
 from ..notify.sanitize import for_terminal, one_line
-from ..store import open_db
-from ..store.db import check_db
-from .common import iso, json_line, load, optional_config, read_db, since_option, zone
+from ..store.engine import check_database
+from .common import (
+    database_password,
+    iso,
+    json_line,
+    load,
+    optional_config,
+    read_db,
+    since_option,
+    write_db,
+    zone,
+)
 
 
 @click.command()
@@ -286,7 +295,7 @@ def rematch(ctx: click.Context, watchlist: str, since: str | None, notify: bool)
     for note in picked.notes:
         click.echo(f"note: {one_line(note)}", err=True)
     chosen = picked.watchlist
-    db = open_db(config.database)
+    db = write_db(config)
     window = since_option(since)
     candidates = entry_store.count_entries(db, fts=candidates_query(chosen), since=window)
     with click.progressbar(length=candidates, label="rematch", file=sys.stderr) as bar:
@@ -381,7 +390,7 @@ def check(ctx: click.Context, no_secrets: bool) -> None:
     """
     config = load(ctx, check_secrets=not no_secrets)
     try:
-        database = check_db(config.database)
+        database = check_database(config.database, password=database_password(config))
     except StoreError as e:
         click.echo(f"watchdesk: {e}", err=True)
         ctx.exit(2)

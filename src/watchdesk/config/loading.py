@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import glob
 import os
+import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from .tomlcheck import (
     _nonempty_str,
     _one_of,
     _secret,
+    _str,
     _str_list,
     _timezone,
     _url,
@@ -66,6 +69,57 @@ DEFAULT_LOCATIONS = ("./watchdesk.toml", "/etc/watchdesk/watchdesk.toml")
 FETCH_ARTICLE = ("auto", "always", "never")
 
 
+POSTGRES_URL = ("postgresql://", "postgres://")
+
+
+def _database(v: Any) -> str:
+    """A file path (SQLite), or a PostgreSQL URL `postgresql://user@host:5432/dbname`
+    whose password, if any, is not written in it (`password = "env:NAME"`)."""
+    text = _nonempty_str(v)
+    if not text.startswith(POSTGRES_URL):
+        if "://" in text:
+            raise ValueError(
+                f"{text.split('://')[0]}:// is not a database this reads: write a file path "
+                "(SQLite) or postgresql://user@host:5432/dbname"
+            )
+        return text
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is no number
+    except ValueError:
+        raise ValueError(f"{text!r} has a port that is not a number") from None
+    if parts.password is not None:
+        raise ValueError(
+            "the URL holds a password: secrets are never written inline; write the URL without it "
+            "and set [watchdesk] password = 'env:NAME' (or libpq's PGPASSWORD / ~/.pgpass)"
+        )
+    if not parts.path.strip("/"):
+        raise ValueError(f"{text!r} names no database: add it, as in postgresql://user@host:5432/watchdesk")
+    return text
+
+
+def _node(v: Any) -> str:
+    text = _nonempty_str(v)
+    if len(text) > 64 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]*", text):
+        raise ValueError(
+            f"{text!r} is not a node name: letters, digits and . _ : - (up to 64), such as the host name"
+        )
+    return text
+
+
+def _lease(v: Any) -> float:
+    seconds = parse_duration(_str(v))
+    if seconds < 2:
+        raise ValueError("a lease shorter than 2 seconds would run out during ordinary polls")
+    return seconds
+
+
+def default_node() -> str:
+    """This machine's host name, as a node name (what [watchdesk] node defaults to)."""
+    name = re.sub(r"[^A-Za-z0-9._:-]", "-", socket.gethostname()).strip("-.")[:64]
+    return name or "watchdesk"
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """`host:port` (`[::1]:9464` for IPv6) -> (host, port)."""
     host, sep, port = text.strip().rpartition(":")
@@ -77,7 +131,10 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 SCHEMA: dict[str, dict[str, Check]] = {
     "watchdesk": {
-        "database": _nonempty_str,
+        "database": _database,
+        "password": _secret,
+        "node": _node,
+        "lease": _lease,
         "watchlists": _nonempty_str,
         "feeds": _str_list,
         "timezone": _timezone,
@@ -252,8 +309,11 @@ class ChannelConfig:
 @dataclass(frozen=True)
 class Config:
     path: Path
-    database: Path
+    database: Path | str  # an SQLite file, or a PostgreSQL URL (str)
     watchlists_dir: Path
+    database_password: str | None = None  # [watchdesk] password: a secret reference (PostgreSQL)
+    node: str = "watchdesk"  # [watchdesk] node: this daemon's name (leases, logs, metrics)
+    lease: float = 60.0  # [watchdesk] lease: how long a dead daemon's feeds and channels wait
     timezone: str = "UTC"
     log_level: str = "info"
     log_format: str = "logfmt"  # logfmt | json | text (ops/logfmt.py)
@@ -317,6 +377,13 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
                 "retention, metrics, feed, channel)",
             )
     top = check_table(c, data.get("watchdesk", {}), SCHEMA["watchdesk"], ("watchdesk",), "watchdesk")
+    if "password" in top and not str(top.get("database", "")).startswith(POSTGRES_URL):
+        c.add(("watchdesk", "password"), "[watchdesk] password is for a PostgreSQL database URL only")
+    elif check_secrets and "password" in top:
+        try:
+            secrets.resolve(top["password"])
+        except secrets.SecretError as e:
+            c.add(("watchdesk", "password"), f"[watchdesk] password: {e}")
     polling = PollingConfig(
         **check_table(c, data.get("polling", {}), SCHEMA["polling"], ("polling",), "polling")
     )
@@ -374,7 +441,10 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
     warnings += folder_warnings(watch_dir, len(watchlists), bool(wl_problems))
     return Config(
         path=path,
-        database=base / top.get("database", "watchdesk.db"),
+        database=_database_at(base, top.get("database", "watchdesk.db")),
+        database_password=top.get("password"),
+        node=top.get("node") or default_node(),
+        lease=top.get("lease", 60.0),
         watchlists_dir=watch_dir,
         timezone=top.get("timezone", "UTC"),
         log_level=top.get("log_level", "info"),
@@ -395,6 +465,10 @@ def load_config(path: Path, *, check_secrets: bool = True, broken_watchlists_ok:
         sources=(path, *(Path(fc.file) for fc, _ in sources[1:])),
         scopes=scopes,
     )
+
+
+def _database_at(base: Path, database: str) -> Path | str:
+    return database if database.startswith(POSTGRES_URL) else base / database
 
 
 def expand_feed_patterns(

@@ -16,7 +16,7 @@ number of feeds (the store answers per-feed questions: `watchdesk feeds`).
     watchdesk_outbox_pending                  gauge (set_state)
     watchdesk_outbox_oldest_pending_age_seconds  gauge, 0 when nothing is pending
     watchdesk_db_size_bytes                   gauge, the database and its WAL
-    watchdesk_build_info{version}             1
+    watchdesk_build_info{version,node,store}  1
     process_*                                 the process's CPU, memory, file descriptors
 
 `serve()` answers `GET /metrics` (the Prometheus text format, or OpenMetrics when the
@@ -95,7 +95,14 @@ class Metrics:
     """The daemon's metrics, on `self.registry`. `channel_types`: the configured channels'
     types, so their delivery series exist (at 0) before the first delivery."""
 
-    def __init__(self, version: str | None = None, channel_types: Iterable[str] = ()):
+    def __init__(
+        self,
+        version: str | None = None,
+        channel_types: Iterable[str] = (),
+        *,
+        node: str = "",
+        store: str = "sqlite",
+    ):
         # No `_created` series beside every counter and histogram: they double the series
         # and the text format has no use for them. (A process-wide switch of
         # prometheus_client's, read when a metric is made; watchdesk has no other metrics.)
@@ -139,7 +146,8 @@ class Metrics:
         )
         self.db_size = Gauge("watchdesk_db_size_bytes", "Size of the database file and its WAL.", registry=r)
         self.build_info = Info("watchdesk_build", "The running watchdesk.", registry=r)
-        self.build_info.info({"version": version or _version()})
+        # `node` tells the daemons sharing one PostgreSQL apart (each serves its own /metrics).
+        self.build_info.info({"version": version or _version(), "node": node, "store": store})
         ProcessCollector(registry=r)
         for outcome in POLL_OUTCOMES:
             self.polls.labels(outcome)

@@ -16,6 +16,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from ..errors import StoreError
+from .sql import is_postgres
 
 migrations = Migrations("watchdesk")
 
@@ -226,6 +227,24 @@ def _retention(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0009_leases")
+def _leases(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- Leases are PostgreSQL's (several daemons); the columns are here too, so the
+        -- store functions are one SQL for both (SQLite's daemon lock is its lease).
+        ALTER TABLE feeds ADD COLUMN leased_by TEXT;
+        ALTER TABLE feeds ADD COLUMN lease_until REAL;
+        ALTER TABLE feeds ADD COLUMN polled_by TEXT;
+        CREATE TABLE channel_leases (
+            channel TEXT PRIMARY KEY,
+            leased_by TEXT NOT NULL,
+            lease_until REAL NOT NULL
+        );
+        """
+    )
+
+
 @contextmanager
 def without_fsync(db: sqlite_utils.Database) -> Iterator[None]:
     """A transaction whose commit does not wait for fsync (WAL, synchronous=NORMAL).
@@ -237,6 +256,11 @@ def without_fsync(db: sqlite_utils.Database) -> Iterator[None]:
     """
     if db.conn.in_transaction:  # inside a larger transaction: it commits as that one does
         with db.atomic():
+            yield
+        return
+    if is_postgres(db):  # this transaction's commit does not wait for the WAL flush
+        with db.atomic():
+            db.execute("SET LOCAL synchronous_commit = off")
             yield
         return
     db.execute("PRAGMA synchronous=NORMAL")

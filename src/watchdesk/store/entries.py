@@ -12,6 +12,8 @@ import sqlite_utils
 from ..language import fts_tokens
 from ..models import Article, ParsedEntry
 from ..web import canonical_url
+from . import search
+from .sql import stream
 
 
 def existing_keys(db: sqlite_utils.Database, feed_id: int, keys: Sequence[str]) -> set[str]:
@@ -39,10 +41,10 @@ def insert_entry(
 ) -> int:
     """Store an entry and its search-index row; `index_tokens` is fts_tokens(title, text)
     when the caller has it already."""
-    cursor = db.execute(
+    row = db.execute(
         "INSERT INTO entries (feed_id, key, guid, link, title, summary, text, text_source, published, "
         "seen_at, alerting, canonical_url, text_note, language, page_title, page_date) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         [
             feed_id,
             entry.key,
@@ -61,16 +63,11 @@ def insert_entry(
             article.page_title,
             article.page_date,
         ],
-    )
-    assert cursor.lastrowid is not None
-    db.execute(
-        "INSERT INTO entries_fts (rowid, tokens) VALUES (?, ?)",
-        [
-            cursor.lastrowid,
-            index_tokens if index_tokens is not None else fts_tokens(article.title, article.text),
-        ],
-    )
-    return cursor.lastrowid
+    ).fetchone()
+    entry_id = int(row[0])
+    tokens = index_tokens if index_tokens is not None else fts_tokens(article.title, article.text)
+    search.index(db, entry_id, tokens)
+    return entry_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,26 +87,29 @@ def stored_entries(
 ) -> Iterator[StoredEntry]:
     """Stored entries, most recently stored first: all of them, or those whose tokens
     satisfy `fts`; only those stored since `since` if given."""
-    where, params = _filters(fts, since)
-    cursor = db.execute(
+    where, params = _filters(db, fts, since)
+    rows = stream(
+        db,
         "SELECT e.id, f.config_url, f.name, e.key, e.link, e.title, e.text, e.text_source, e.published, "
         "e.story_id, s.key FROM entries e JOIN feeds f ON f.id = e.feed_id LEFT JOIN stories s ON s.id = e.story_id "
         f"WHERE {where} ORDER BY e.seen_at DESC, e.id DESC",
         params,
+        batch,
     )
-    while rows := cursor.fetchmany(batch):
-        for entry_id, feed_url, feed_name, key, link, title, text, source, published, sid, story in rows:
-            when = datetime.fromtimestamp(published, UTC) if published is not None else None
-            article = Article(title, text, url=link, outlet=feed_name, published=when, text_source=source)
-            yield StoredEntry(entry_id, feed_url, feed_name, key, link, article, sid, story)
+    for entry_id, feed_url, feed_name, key, link, title, text, source, published, sid, story in rows:
+        when = datetime.fromtimestamp(published, UTC) if published is not None else None
+        article = Article(title, text, url=link, outlet=feed_name, published=when, text_source=source)
+        yield StoredEntry(entry_id, feed_url, feed_name, key, link, article, sid, story)
 
 
-def _filters(fts: str | None, since: float | None) -> tuple[str, list[Any]]:
+def _filters(db: sqlite_utils.Database, fts: str | None, since: float | None) -> tuple[str, list[Any]]:
     where = ["1 = 1"]
     params: list[Any] = []
     if fts is not None:
-        where.append("e.id IN (SELECT rowid FROM entries_fts WHERE entries_fts MATCH ?)")
-        params.append(fts)
+        narrowed = search.candidates(db, fts)
+        if narrowed is not None:
+            where.append(f"e.id IN ({narrowed[0]})")
+            params.append(narrowed[1])
     if since is not None:
         where.append("e.seen_at >= ?")
         params.append(since)
@@ -118,7 +118,7 @@ def _filters(fts: str | None, since: float | None) -> tuple[str, list[Any]]:
 
 def count_entries(db: sqlite_utils.Database, *, fts: str | None = None, since: float | None = None) -> int:
     """How many entries stored_entries would give."""
-    where, params = _filters(fts, since)
+    where, params = _filters(db, fts, since)
     return int(db.execute(f"SELECT COUNT(*) FROM entries e WHERE {where}", params).fetchone()[0])
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import sqlite_utils
+
+from .sql import values_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,9 @@ class FeedRow:
     effective_interval: float | None = None
     overflows: int = 0
     health_alerted: str | None = None
+    leased_by: str | None = None  # the daemon ([watchdesk] node) polling it now (PostgreSQL)
+    lease_until: float | None = None
+    polled_by: str | None = None  # the daemon that last polled it
 
 
 _COLUMNS = ", ".join(f.name for f in fields(FeedRow))
@@ -62,7 +66,8 @@ def sync_feeds(db: sqlite_utils.Database, feeds: Sequence[tuple[str, str]], now:
         conn.executemany("UPDATE feeds SET active = 0 WHERE config_url = ?", stale)
         conn.executemany("UPDATE feeds SET name = ?, active = 1 WHERE config_url = ?", renamed)
         conn.executemany(
-            "INSERT INTO feeds (config_url, url, name, next_check_at, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO feeds (config_url, url, name, next_check_at, created_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (config_url) DO NOTHING",  # another daemon starting at once added it
             added,
         )
 
@@ -89,31 +94,85 @@ def reconfigure_feeds(
         sync_feeds(db, feeds, now)
         for url, interval in sooner:
             db.execute(
-                "UPDATE feeds SET next_check_at = MIN(next_check_at, COALESCE(last_polled_at, 0) + ?) "
+                "UPDATE feeds SET next_check_at = CASE WHEN next_check_at < COALESCE(last_polled_at, 0) + ? "
+                "THEN next_check_at ELSE COALESCE(last_polled_at, 0) + ? END "
                 "WHERE config_url = ? AND next_check_at IS NOT NULL",
-                [interval, url],
+                [interval, interval, url],
             )
+
+
+# Due and not held by a live lease (another daemon's poll in flight). With SQLite no
+# lease is ever written: the daemon's lock makes it the only one (engine.py).
+_DUE = (
+    "active = 1 AND next_check_at IS NOT NULL AND next_check_at <= ? "
+    "AND (lease_until IS NULL OR lease_until <= ?) AND id NOT IN ({skip})"
+)
 
 
 def due_feeds(
     db: sqlite_utils.Database, now: float, limit: int = 1000, *, skip: Collection[int] = ()
 ) -> list[FeedRow]:
     """The `limit` feeds due longest, by next_check_at (an index); `skip`: ids left out
-    (polls in flight, feeds held back), passed as one JSON parameter whatever their number."""
-    return _rows(
-        db,
-        "active = 1 AND next_check_at IS NOT NULL AND next_check_at <= ? "
-        "AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_check_at LIMIT ?",
-        [now, json.dumps(sorted(skip)), limit],
+    (polls in flight, feeds held back), passed as one parameter whatever their number."""
+    subquery, param = values_of(db, skip)
+    return _rows(db, _DUE.format(skip=subquery) + " ORDER BY next_check_at LIMIT ?", [now, now, param, limit])
+
+
+def claim_due_feeds(
+    db: sqlite_utils.Database,
+    node: str,
+    now: float,
+    lease_until: float,
+    limit: int,
+    *,
+    skip: Collection[int] = (),
+) -> list[FeedRow]:
+    """PostgreSQL: lease up to `limit` due feeds to `node` until `lease_until`, in one
+    statement; rows another daemon is claiming at this instant are skipped, not waited
+    for (FOR UPDATE SKIP LOCKED). The poll's own transaction releases the lease
+    (pipeline._update); a lease that runs out (its daemon died) is claimed again."""
+    subquery, param = values_of(db, skip)
+    cursor = db.execute(
+        f"UPDATE feeds SET leased_by = ?, lease_until = ? WHERE id IN (SELECT id FROM feeds WHERE "
+        f"{_DUE.format(skip=subquery)} ORDER BY next_check_at LIMIT ? FOR UPDATE SKIP LOCKED) "
+        f"RETURNING {_COLUMNS}",
+        [node, lease_until, now, now, param, limit],
+    )
+    rows = [FeedRow(*row) for row in cursor.fetchall()]
+    return sorted(rows, key=lambda r: (r.next_check_at or 0.0, r.id))
+
+
+def renew_leases(db: sqlite_utils.Database, node: str, ids: Collection[int], lease_until: float) -> int:
+    """Extend `node`'s leases of these feeds (polls still in flight); how many it holds."""
+    subquery, param = values_of(db, ids)
+    return int(
+        db.execute(
+            f"UPDATE feeds SET lease_until = ? WHERE leased_by = ? AND id IN ({subquery})",
+            [lease_until, node, param],
+        ).rowcount
     )
 
 
-def next_due_at(db: sqlite_utils.Database, *, skip: Collection[int] = ()) -> float | None:
-    """When the next feed (not in `skip`) falls due; None when none ever will."""
+def release_leases(db: sqlite_utils.Database, node: str) -> int:
+    """Give back every lease `node` holds (a clean stop: another daemon takes over now)."""
+    return int(
+        db.execute(
+            "UPDATE feeds SET leased_by = NULL, lease_until = NULL WHERE leased_by = ?", [node]
+        ).rowcount
+    )
+
+
+def next_due_at(
+    db: sqlite_utils.Database, *, skip: Collection[int] = (), now: float | None = None
+) -> float | None:
+    """When the next feed (not in `skip`, nor leased by a live lease at `now`) falls due;
+    None when none ever will."""
+    subquery, param = values_of(db, skip)
     row = db.execute(
         "SELECT next_check_at FROM feeds WHERE active = 1 AND next_check_at IS NOT NULL "
-        "AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_check_at LIMIT 1",
-        [json.dumps(sorted(skip))],
+        f"AND (lease_until IS NULL OR lease_until <= ?) AND id NOT IN ({subquery}) "
+        "ORDER BY next_check_at LIMIT 1",
+        [now if now is not None else float("inf"), param],
     ).fetchone()
     return row[0] if row else None
 

@@ -9,6 +9,7 @@ import sqlite_utils
 
 from ..models import Hit
 from ..web import canonical_url
+from .sql import values_of
 
 
 def insert_hit(
@@ -16,8 +17,8 @@ def insert_hit(
 ) -> int | None:
     """Store a hit; None when this entry already has a hit for this watchlist."""
     cursor = db.execute(
-        "INSERT OR IGNORE INTO hits (entry_id, watchlist, query, terms, snippet, snippet_marks, created_at, alerted) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO hits (entry_id, watchlist, query, terms, snippet, snippet_marks, created_at, alerted) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
         [
             entry_id,
             hit.watchlist,
@@ -31,7 +32,8 @@ def insert_hit(
             int(alerted),
         ],
     )
-    return cursor.lastrowid if cursor.rowcount else None
+    row = cursor.fetchone()
+    return int(row[0]) if row else None
 
 
 def unalerted_hit(db: sqlite_utils.Database, entry_id: int, watchlist: str) -> int | None:
@@ -80,8 +82,9 @@ def list_hits(
             for fid, name in db.execute("SELECT id, name FROM feeds").fetchall()
             if name.casefold() == wanted
         ]
-        where.append("e.feed_id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(ids))
+        subquery, param = values_of(db, ids)
+        where.append(f"e.feed_id IN ({subquery})")
+        params.append(param)
     if alerted is not None:
         queued = "h.id IN (SELECT hit_id FROM outbox WHERE hit_id IS NOT NULL)"
         where.append(queued if alerted else f"NOT {queued}")
@@ -145,10 +148,11 @@ def group_copies(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _add_deliveries(db: sqlite_utils.Database, hits: list[dict[str, Any]]) -> None:
     """Each hit's outbox rows, oldest first (one query)."""
     by_id = {hit["id"]: hit for hit in hits}
+    subquery, param = values_of(db, by_id)
     cursor = db.execute(
         "SELECT hit_id, id, channel, status, sent_at, digest_at, digest_title FROM outbox "
-        "WHERE hit_id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        [json.dumps(list(by_id))],
+        f"WHERE hit_id IN ({subquery}) ORDER BY id",
+        [param],
     )
     for hit_id, row_id, channel, status, sent_at, digest_at, digest_title in cursor.fetchall():
         by_id[hit_id]["deliveries"].append(
@@ -172,13 +176,15 @@ def _add_duplicates(
     idle = [hit for hit in hits if not hit["deliveries"] and hit["id"] in urls]
     if not idle:
         return
+    wanted = {urls[hit["id"]] for hit in idle}
+    subquery, param = values_of(db, wanted, kind="int" if column == "e.story_id" else "text")
     cursor = db.execute(
         f"SELECT {column}, h.watchlist, h.id, f.name, MIN(o.created_at) AS queued_at "
         "FROM entries e JOIN hits h ON h.entry_id = e.id JOIN feeds f ON f.id = e.feed_id "
         "JOIN outbox o ON o.hit_id = h.id "
-        f"WHERE {column} IN (SELECT value FROM json_each(?)) "
-        "GROUP BY h.id ORDER BY queued_at, h.id",
-        [json.dumps(sorted({urls[hit["id"]] for hit in idle}))],
+        f"WHERE {column} IN ({subquery}) "
+        f"GROUP BY h.id, {column}, h.watchlist, f.name ORDER BY queued_at, h.id",
+        [param],
     )
     queued: dict[tuple[Any, str], list[tuple[int, str, float]]] = {}
     for url, watchlist, hit_id, feed, queued_at in cursor.fetchall():

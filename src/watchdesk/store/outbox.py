@@ -68,8 +68,8 @@ def enqueue(
 ) -> bool:
     """Add a delivery; False when one with this idempotency key exists already."""
     cursor = db.execute(
-        "INSERT OR IGNORE INTO outbox (idempotency_key, hit_id, channel, payload, next_attempt_at, created_at, "
-        "digest_at, digest_title) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO outbox (idempotency_key, hit_id, channel, payload, next_attempt_at, created_at, "
+        "digest_at, digest_title) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [key, hit_id, channel, alert_to_json(alert), digest_at or now, now, digest_at, digest_title],
     )
     return bool(cursor.rowcount)
@@ -257,12 +257,45 @@ def pending_age(db: sqlite_utils.Database, now: float) -> tuple[int, float | Non
     """How many deliveries are pending, and how long the oldest that is due has waited
     (since it was queued, or since its digest was due; None when none is due yet)."""
     count, oldest = db.execute(
-        "SELECT COUNT(*), MIN(CASE WHEN COALESCE(digest_at, created_at) <= :now "
+        "SELECT COUNT(*), MIN(CASE WHEN COALESCE(digest_at, created_at) <= ? "
         "THEN COALESCE(digest_at, created_at) END) FROM outbox WHERE status = 'pending'",
-        {"now": now},
+        [now],
     ).fetchone()
     return count, None if oldest is None else now - oldest
 
 
 def counts(db: sqlite_utils.Database) -> dict[str, int]:
     return dict(db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
+
+
+def claim_channels(
+    db: sqlite_utils.Database, node: str, channels: Sequence[str], now: float, lease_until: float
+) -> set[str]:
+    """PostgreSQL: which of these channels `node` delivers now, leased (or renewed) until
+    `lease_until`; a channel another daemon holds by a live lease is not. One daemon at a
+    time per channel: its order, its max_per_hour and its digests stay one daemon's."""
+    held: set[str] = set()
+    with db.atomic():
+        for channel in sorted(channels):
+            row = db.execute(
+                "INSERT INTO channel_leases (channel, leased_by, lease_until) VALUES (?, ?, ?) "
+                "ON CONFLICT (channel) DO UPDATE SET leased_by = excluded.leased_by, "
+                "lease_until = excluded.lease_until "
+                "WHERE channel_leases.leased_by = excluded.leased_by OR channel_leases.lease_until <= ? "
+                "RETURNING channel",
+                [channel, node, lease_until, now],
+            ).fetchone()
+            if row:
+                held.add(row[0])
+    return held
+
+
+def release_channels(db: sqlite_utils.Database, node: str) -> int:
+    """Give back `node`'s channel leases (a clean stop)."""
+    return int(db.execute("DELETE FROM channel_leases WHERE leased_by = ?", [node]).rowcount)
+
+
+def channel_holders(db: sqlite_utils.Database, now: float) -> dict[str, str]:
+    """Channel -> the daemon holding it by a live lease."""
+    rows = db.execute("SELECT channel, leased_by FROM channel_leases WHERE lease_until > ?", [now]).fetchall()
+    return {channel: node for channel, node in rows}

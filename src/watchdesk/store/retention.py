@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from ..language import fts_tokens
+from . import search
 from .db import without_fsync
 from .engine import Store
 
@@ -117,12 +118,9 @@ def _tombstone(db: sqlite_utils.Database, before: float, size: int) -> int:
     ).fetchall()
     if not rows:
         return 0
-    # The index is contentless (FTS5 content=''): a row is deleted by giving the tokens
-    # it was indexed with, which are the matcher's tokens of the stored title and text.
-    db.conn.executemany(
-        "INSERT INTO entries_fts (entries_fts, rowid, tokens) VALUES ('delete', ?, ?)",
-        [(entry_id, fts_tokens(title, text)) for entry_id, title, text in rows],
-    )
+    # Indexed with the matcher's tokens of the stored title and text: FTS5 (contentless)
+    # deletes a row by being given those again.
+    search.forget(db, [(entry_id, fts_tokens(title, text)) for entry_id, title, text in rows])
     ids = [(entry_id,) for entry_id, _title, _text in rows]
     db.conn.executemany(
         "UPDATE entries SET title = '', summary = '', text = '', text_source = ?, text_note = NULL, "

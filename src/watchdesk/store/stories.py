@@ -14,6 +14,8 @@ from typing import Any
 
 import sqlite_utils
 
+from .sql import row_id
+
 
 @dataclass(frozen=True, slots=True)
 class Story:
@@ -92,17 +94,21 @@ def join(
     """Record that `entry_id` belongs to `story`, with what will find later copies."""
     db.execute("UPDATE entries SET story_id = ? WHERE id = ?", [story.id, entry_id])
     db.execute(
-        "UPDATE stories SET copies = copies + 1, last_seen = MAX(last_seen, ?) WHERE id = ?", [now, story.id]
+        "UPDATE stories SET copies = copies + 1, last_seen = CASE WHEN last_seen > ? THEN last_seen ELSE ? END "
+        "WHERE id = ?",
+        [now, now, story.id],
     )
     if signature is not None:
         version, sig, keys = signature
         db.execute(
-            "INSERT OR REPLACE INTO story_signatures "
-            "(entry_id, story_id, feed_id, version, signature, seen_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO story_signatures (entry_id, story_id, feed_id, version, signature, seen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (entry_id) DO UPDATE SET story_id = excluded.story_id, "
+            "feed_id = excluded.feed_id, version = excluded.version, signature = excluded.signature, "
+            "seen_at = excluded.seen_at",
             [entry_id, story.id, feed_id, version, sig, now],
         )
         db.conn.executemany(
-            "INSERT OR IGNORE INTO story_bands (band_key, entry_id) VALUES (?, ?)",
+            "INSERT INTO story_bands (band_key, entry_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
             [(key, entry_id) for key in keys],
         )
     if title:
@@ -120,8 +126,9 @@ def prune(db: sqlite_utils.Database, signatures_before: float, titles_before: fl
         [signatures_before, batch],
     )
     removed = cursor.rowcount
+    rid = row_id(db)
     cursor = db.execute(
-        "DELETE FROM story_titles WHERE rowid IN (SELECT rowid FROM story_titles WHERE seen_at < ? LIMIT ?)",
+        f"DELETE FROM story_titles WHERE {rid} IN (SELECT {rid} FROM story_titles WHERE seen_at < ? LIMIT ?)",
         [titles_before, batch],
     )
     return removed + cursor.rowcount
