@@ -1,5 +1,6 @@
 """The outbox drainer: sent once, transient failures retried with backoff, permanent
-failures dead and visible, dead rows retried on request. Real SQLite, injected clock."""
+failures dead and visible, dead rows retried on request. Real SQLite and PostgreSQL,
+injected clock."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ import pytest
 from watchdesk.models import Alert, DeliveryResult
 from watchdesk.notify.console import ConsoleChannel, render
 from watchdesk.outbox import MAX_ATTEMPTS, Drainer, retry_delay
-from watchdesk.store import open_db
 from watchdesk.store import outbox as outbox_store
-from watchdesk.store.engine import Store
+from watchdesk.store.engine import Store, open_database
 
 
 class Receiver:
@@ -58,10 +58,11 @@ def alert(title: str = "Darknet market shut down") -> Alert:
 
 
 @pytest.fixture
-def db(tmp_path: Path):  # type: ignore[no-untyped-def]
-    database = open_db(tmp_path / "w.db")
-    yield database
-    database.close()
+def db(tmp_path: Path, database: str):  # type: ignore[no-untyped-def]
+    """The outbox on each store: an SQLite file, then a PostgreSQL database."""
+    opened = open_database(tmp_path / database if database == "watchdesk.db" else database)
+    yield opened
+    opened.close()
 
 
 def enqueue(db, key: str, channel: str = "remote", title: str = "t") -> None:  # type: ignore[no-untyped-def]

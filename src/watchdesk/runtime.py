@@ -444,7 +444,11 @@ class Runtime:
         an unrecorded poll, or not configured here."""
         now = self.clock()
         skip = {*in_flight, *self.unconfigured, *self._holding(now)}
-        return await self.store.claim_feeds(now, limit, skip)
+        started = time.monotonic()
+        rows = await self.store.claim_feeds(now, limit, skip)
+        if self.metrics is not None:
+            self.metrics.observe_claim(len(rows), time.monotonic() - started)
+        return rows
 
     async def next_due_at(self, in_flight: Collection[int] = ()) -> float | None:
         """When the next feed falls due (a hold running out included); None: never."""

@@ -65,6 +65,7 @@ EXTRACT_OUTCOMES = ("extracted", "empty", "failed", "skipped")
 DELIVERY_OUTCOMES = ("sent", "retrying", "dead")
 # A poll is a fetch (up to [network] timeouts), a parse and a store write; an extraction
 # runs up to [polling] extract_timeout (20 s by default).
+CLAIM_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 EXTRACT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0)
 
@@ -116,6 +117,15 @@ class Metrics:
             registry=r,
         )
         self.feeds = Gauge("watchdesk_feeds", "Active feeds by status.", ["status"], registry=r)
+        self.feed_claims = Histogram(
+            "watchdesk_feed_claim_seconds",
+            "Time one look for due feeds took (PostgreSQL: leasing them to this daemon).",
+            buckets=CLAIM_BUCKETS,
+            registry=r,
+        )
+        self.feeds_claimed = Counter(
+            "watchdesk_feeds_claimed_total", "Due feeds this daemon took to poll.", registry=r
+        )
         self.entries_stored = Counter(
             "watchdesk_entries_stored_total", "New feed entries stored.", registry=r
         )
@@ -159,6 +169,11 @@ class Metrics:
         self._statuses = dict.fromkeys(str(s) for s in FeedStatus)  # in order; a set of keys
         for status in self._statuses:
             self.feeds.labels(status)
+
+    def observe_claim(self, feeds: int, seconds: float) -> None:
+        """One look for due feeds (Runtime.due): how many it gave and how long it took."""
+        self.feed_claims.observe(seconds)
+        self.feeds_claimed.inc(feeds)
 
     def observe_poll(self, summary: PollSummary, seconds: float) -> None:
         """One feed's poll (Runtime.poll_one's summary) and how long it took. A summary of

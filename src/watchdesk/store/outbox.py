@@ -16,6 +16,7 @@ import sqlite_utils
 
 from ..models import Alert
 from .db import without_fsync
+from .sql import values_of
 
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 
@@ -103,15 +104,16 @@ def _rows(db: sqlite_utils.Database, where: str, params: Sequence[Any]) -> list[
     ]
 
 
-def _not_in(skip: Collection[str]) -> tuple[str, list[str]]:
-    return ",".join("?" * len(skip)), list(skip)
+def _not_in(db: sqlite_utils.Database, skip: Collection[str]) -> tuple[str, list[Any]]:
+    subquery, param = values_of(db, list(skip), kind="text")
+    return subquery, [param]
 
 
 def due(
     db: sqlite_utils.Database, now: float, limit: int = 100, *, skip_channels: Collection[str] = ()
 ) -> list[OutboxRow]:
     """Single alerts whose time has come, oldest first; rows of `skip_channels` wait."""
-    marks, skip = _not_in(skip_channels)
+    marks, skip = _not_in(db, skip_channels)
     return _rows(
         db,
         f"status = 'pending' AND digest_at IS NULL AND next_attempt_at <= ? AND channel NOT IN ({marks}) "
@@ -124,7 +126,7 @@ def due_digests(
     db: sqlite_utils.Database, now: float, *, skip_channels: Collection[str] = ()
 ) -> list[list[OutboxRow]]:
     """Digests whose time has come: the pending items of each (channel, window), newest first."""
-    marks, skip = _not_in(skip_channels)
+    marks, skip = _not_in(db, skip_channels)
     groups = db.execute(
         "SELECT channel, digest_at FROM outbox WHERE status = 'pending' AND digest_at IS NOT NULL "
         f"AND next_attempt_at <= ? AND channel NOT IN ({marks}) GROUP BY channel, digest_at ORDER BY digest_at",
