@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pg_fixture import PG_URL, NO_SERVER, drop_database, fresh_database
+from pg_fixture import NO_SERVER, PG_URL, drop_database, fresh_database
 from server import LocalServer
 
 from watchdesk.config import load_config
