@@ -278,6 +278,8 @@ def _commit(
     hits, alerts, and the feed's state and health."""
     counted = PollSummary()
     with db.atomic():
+        if matched:
+            story_store.serialise(db)
         for (entry, article, hits, alerting), tokens, found in zip(matched, indexed, probes, strict=True):
             entry_id = entry_store.insert_entry(
                 db, feed.id, entry, article, alerting=alerting, now=stored_at, index_tokens=tokens

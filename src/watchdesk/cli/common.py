@@ -24,15 +24,16 @@ from ..store.pg import is_postgres_url
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
-def setup_logging(level: str, style: str = "logfmt") -> None:
+def setup_logging(level: str, style: str = "logfmt", node: str | None = None) -> None:
     """Log to stderr at `level`, as `style`: logfmt or JSON lines (ops/logfmt.py), or the
-    plain `text` of LOG_FORMAT (values not quoted: for a person, not a machine)."""
+    plain `text` of LOG_FORMAT (values not quoted: for a person, not a machine). `node`:
+    every logfmt or JSON line names this daemon (several daemons on one PostgreSQL)."""
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format=LOG_FORMAT, force=True)
     if style != "text":
         from ..ops import logfmt
 
         for handler in logging.getLogger().handlers:
-            logfmt.install(handler, style)
+            logfmt.install(handler, style, node)
     # httpx logs full URLs at INFO, and a webhook URL is a secret.
     for name in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -60,7 +61,11 @@ def load(ctx: click.Context, *, check_secrets: bool = True, tool: bool = False) 
         click.echo(warning(replace(problem, message=f"{problem.message} (watchlist left out)")), err=True)
     for problem in () if tool else config.warnings:
         click.echo(warning(problem), err=True)
-    setup_logging(ctx.obj["log_level"] or config.log_level, ctx.obj.get("log_format") or config.log_format)
+    setup_logging(
+        ctx.obj["log_level"] or config.log_level,
+        ctx.obj.get("log_format") or config.log_format,
+        node=config.node if is_postgres_url(config.database) else None,
+    )
     ctx.obj["database"] = config.database  # named when a store error reaches the top (main.py)
     return config
 

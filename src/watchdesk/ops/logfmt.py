@@ -251,7 +251,12 @@ def logfmt_value(value: str) -> str:
 
 
 class _Formatter(logging.Formatter):
-    """The fields of a record, in order: ts, level, logger, event, the pairs, msg, exc, stack."""
+    """The fields of a record, in order: ts, level, logger, `node` (when set: several
+    daemons on one database), event, the pairs, msg, exc, stack."""
+
+    def __init__(self, node: str | None = None):
+        super().__init__()
+        self.node = node
 
     def record_fields(self, record: logging.LogRecord) -> list[tuple[str, str | int]]:
         event, pairs, text = fields(record)
@@ -260,6 +265,8 @@ class _Formatter(logging.Formatter):
             ("level", record.levelname.lower()),
             ("logger", record.name),
         ]
+        if self.node:
+            found.append(("node", self.node))
         if event is not None:
             found.append(("event", event))
         found += pairs
@@ -292,12 +299,13 @@ class JsonFormatter(_Formatter):
         return _JSON_INERT.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
 
 
-def formatter(style: Literal["logfmt", "json"] | str) -> logging.Formatter:
-    """The formatter named `style` (one of FORMATS). Raises ValueError for another."""
+def formatter(style: Literal["logfmt", "json"] | str, node: str | None = None) -> logging.Formatter:
+    """The formatter named `style` (one of FORMATS); `node`: a `node=` field on every line.
+    Raises ValueError for another style."""
     if style == "logfmt":
-        return LogfmtFormatter()
+        return LogfmtFormatter(node)
     if style == "json":
-        return JsonFormatter()
+        return JsonFormatter(node)
     raise ValueError(f"unknown log format {style!r} (one of: {', '.join(FORMATS)})")
 
 
@@ -318,7 +326,9 @@ def keep_templates() -> None:
     logging.setLogRecordFactory(factory)
 
 
-def install(handler: logging.Handler, style: Literal["logfmt", "json"] | str) -> None:
-    """Write `handler`'s records as `style` (keep_templates() included)."""
-    handler.setFormatter(formatter(style))
+def install(
+    handler: logging.Handler, style: Literal["logfmt", "json"] | str, node: str | None = None
+) -> None:
+    """Write `handler`'s records as `style` (keep_templates() included), with `node` if given."""
+    handler.setFormatter(formatter(style, node))
     keep_templates()

@@ -27,6 +27,8 @@ from ..language import fts_tokens
 from . import search
 from .db import without_fsync
 from .engine import Store
+from .pg import PRUNE_LOCK
+from .sql import is_postgres
 
 IDLE_PER_BUSY = 9  # the daemon's prune holds the writer at most a tenth of the time
 TARGET_BATCH_SECONDS = 0.05  # well under the ~100 ms a batch may hold the write lock
@@ -93,6 +95,8 @@ def prune_batch(db: sqlite_utils.Database, cutoffs: Cutoffs, size: int) -> Prune
     started = time.perf_counter()
     done = Pruned(batches=1)
     with without_fsync(db):  # a batch forgotten by a power cut is simply pruned again
+        if is_postgres(db) and not _one(db, "SELECT pg_try_advisory_xact_lock(?)", [PRUNE_LOCK]):
+            return done  # another daemon is pruning this instant: its batches do the work
         if cutoffs.hits is not None:
             done.hits = db.execute(
                 "DELETE FROM hits WHERE id IN (SELECT id FROM hits WHERE created_at < ? LIMIT ?)",
@@ -142,14 +146,17 @@ def next_size(size: int, took: float) -> int:
 
 def file_bytes(db: sqlite_utils.Database) -> int:
     """The database's size as SQLite sees it (pages x page size; the WAL not counted)."""
+    if is_postgres(db):
+        return _one(db, "SELECT pg_database_size(current_database())", [])
     pages = _one(db, "PRAGMA page_count", [])
     return pages * _one(db, "PRAGMA page_size", [])
 
 
 def give_back(db: sqlite_utils.Database, pages: int = VACUUM_PAGES) -> int:
     """With auto_vacuum=INCREMENTAL, return up to `pages` free pages to the file system;
-    the bytes given back (0 in other modes: SQLite reuses the free pages)."""
-    if _one(db, "PRAGMA auto_vacuum", []) != 2:
+    the bytes given back (0 in other modes: SQLite reuses the free pages; PostgreSQL's
+    autovacuum does this itself)."""
+    if is_postgres(db) or _one(db, "PRAGMA auto_vacuum", []) != 2:
         return 0
     before = file_bytes(db)
     db.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
@@ -157,13 +164,15 @@ def give_back(db: sqlite_utils.Database, pages: int = VACUUM_PAGES) -> int:
 
 
 def free_bytes(db: sqlite_utils.Database) -> int:
+    if is_postgres(db):
+        return 0
     return _one(db, "PRAGMA freelist_count", []) * _one(db, "PRAGMA page_size", [])
 
 
 def convert_to_incremental(db: sqlite_utils.Database) -> bool:
     """Make the file auto_vacuum=INCREMENTAL (one full VACUUM: it rewrites the file and
-    needs as much free disk again). False when it was already."""
-    if _one(db, "PRAGMA auto_vacuum", []) == 2:
+    needs as much free disk again). False when it was already (or PostgreSQL)."""
+    if is_postgres(db) or _one(db, "PRAGMA auto_vacuum", []) == 2:
         return False
     db.execute("PRAGMA auto_vacuum = INCREMENTAL")
     db.execute("VACUUM")

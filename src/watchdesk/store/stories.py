@@ -14,7 +14,8 @@ from typing import Any
 
 import sqlite_utils
 
-from .sql import row_id
+from .pg import STORY_LOCK
+from .sql import is_postgres, row_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,15 @@ class Candidate:
     entry_id: int
     story: Story
     signature: bytes
+
+
+def serialise(db: sqlite_utils.Database) -> None:
+    """Story assignment of new entries, one transaction at a time across daemons
+    (PostgreSQL: an advisory lock held to the commit): two daemons storing copies of one
+    wire story at once each see the other's story and join it, rather than starting two
+    and alerting twice. SQLite's single writer already does this."""
+    if is_postgres(db):
+        db.execute("SELECT pg_advisory_xact_lock(?)", [STORY_LOCK])
 
 
 def by_url(db: sqlite_utils.Database, canonical: str, entry_id: int) -> Story | None:
