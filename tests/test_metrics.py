@@ -18,7 +18,7 @@ from watchdesk.ops.metrics import Metrics, serve
 from watchdesk.outbox import DrainSummary
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-ALLOWED_LABELS = {"outcome", "status", "channel_type", "version"}
+ALLOWED_LABELS = {"outcome", "status", "channel_type", "version", "node", "store"}
 
 
 def samples(text: str) -> Samples:
@@ -84,7 +84,7 @@ def test_counters_move_after_observe_poll() -> None:
     async def test(metrics: Metrics, port: int, alive: list[bool]) -> None:
         before = await scrape(port)
         assert value(before, "watchdesk_polls_total", outcome="changed") == 0
-        assert value(before, "watchdesk_build_info", version="9.9.9") == 1
+        assert value(before, "watchdesk_build_info", version="9.9.9", node="", store="sqlite") == 1
         metrics.observe_poll(PollSummary(feeds=1, fetched=1, new_entries=3, hits=2), 0.4)
         metrics.observe_poll(PollSummary(feeds=1, failed=1), 12.0)
         metrics.observe_poll(PollSummary(feeds=1, not_modified=1), 0.1)
@@ -148,6 +148,8 @@ def test_names_follow_the_conventions_and_no_label_names_a_feed() -> None:
         "watchdesk_polls",
         "watchdesk_poll_duration_seconds",
         "watchdesk_feeds",
+        "watchdesk_feed_claim_seconds",
+        "watchdesk_feeds_claimed",
         "watchdesk_entries_stored",
         "watchdesk_articles_extracted",
         "watchdesk_extract_duration_seconds",
@@ -246,7 +248,7 @@ def test_bad_requests_are_answered_or_closed_without_an_exception(caplog: pytest
         writer.transport.abort()
         await asyncio.sleep(0.05)
         # Still serving.
-        assert value(await scrape(port), "watchdesk_build_info", version="9.9.9") == 1
+        assert value(await scrape(port), "watchdesk_build_info", version="9.9.9", node="", store="sqlite") == 1
 
     with caplog.at_level(logging.WARNING):
         assert run(test, timeout=0.3) == []

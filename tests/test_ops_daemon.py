@@ -99,6 +99,8 @@ def test_metrics_count_real_polls_extractions_and_deliveries(tmp_path: Path, ser
         assert value(found, "watchdesk_articles_extracted_total", outcome="extracted") == 1
         assert value(found, "watchdesk_extract_duration_seconds_count") == 1
         assert value(found, "watchdesk_poll_duration_seconds_count") == 1
+        assert value(found, "watchdesk_feeds_claimed_total") == 1  # the one feed, taken once
+        assert value(found, "watchdesk_feed_claim_seconds_count") >= 1
         assert value(found, "watchdesk_outbox_pending") == 0
         assert value(found, "watchdesk_outbox_oldest_pending_age_seconds") == 0
         assert value(found, "watchdesk_db_size_bytes") >= (tmp_path / "watchdesk.db").stat().st_size > 0
