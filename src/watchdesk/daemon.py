@@ -80,6 +80,8 @@ class Daemon:
         """Poll ticks back to back, each sleeping as long as nothing can start."""
         while not self.stopping.is_set():
             wait = await self.poll_tick()
+            if self.rt.store.shared and self.in_flight:  # back in time to renew their leases
+                wait = min(wait, self.rt.store.lease / 4)
             self._slot_freed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._slot_freed.wait(), timeout=wait)
