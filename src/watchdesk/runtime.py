@@ -274,7 +274,13 @@ class Runtime:
                 setting,
                 getattr(old, setting),
             )
-        new = replace(new, database=old.database)
+        new = replace(
+            new,
+            database=old.database,
+            database_password=old.database_password,
+            node=old.node,
+            lease=old.lease,
+        )
         feeds = [f for f in new.feeds if f.enabled]
         await self.store.write(
             feed_store.reconfigure_feeds,
@@ -467,14 +473,15 @@ class Runtime:
         return self._polled(await self.store.read(feed_store.all_feeds))
 
     def _polled(self, rows: list[feed_store.FeedRow]) -> list[feed_store.FeedRow]:
-        """Not gone, configured here, and not being polled by another daemon now (a live lease)."""
+        """Not gone, configured here, and not being polled by a daemon now (a live lease:
+        `poll --once` takes none, so any is another process's, whatever its node name)."""
         now = self.clock()
         return [
             row
             for row in rows
             if row.status != "gone"
             and row.config_url in self.ctx.feeds
-            and not (row.leased_by and row.leased_by != self.config.node and (row.lease_until or 0) > now)
+            and not (row.leased_by and (row.lease_until or 0) > now)
         ]
 
     # For tools and tests: the same views read on the caller's thread, while nothing runs.

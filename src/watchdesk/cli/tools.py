@@ -390,7 +390,10 @@ def check(ctx: click.Context, no_secrets: bool) -> None:
     """
     config = load(ctx, check_secrets=not no_secrets)
     try:
-        database = check_database(config.database, password=database_password(config))
+        if no_secrets and config.database_password:
+            database = "not checked (--no-secrets: connecting needs [watchdesk] password)"
+        else:
+            database = check_database(config.database, password=database_password(config))
     except StoreError as e:
         click.echo(f"watchdesk: {e}", err=True)
         ctx.exit(2)

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field, fields
 from .loading import Config, FeedConfig
 
 SECTIONS = ("polling", "network", "health", "stories", "retention")
-NEEDS_RESTART = ("database", "metrics")  # settings a running daemon cannot take over
+NEEDS_RESTART = (
+    "database",
+    "database_password",
+    "node",
+    "lease",
+    "metrics",
+)  # settings a running daemon cannot take over
 
 
 @dataclass(frozen=True)
