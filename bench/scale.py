@@ -72,7 +72,7 @@ from watchdesk.ingest import net  # noqa: E402
 from watchdesk.runtime import Runtime  # noqa: E402
 from watchdesk.store.feeds import FeedRow  # noqa: E402
 
-PARTS = ("steady", "reload", "compare")
+PARTS = ("steady", "reload", "compare", "cluster")  # cluster: bench/cluster.py
 INTERVAL = 900.0  # [polling] interval = "15m"
 GOAL_LAG_P95 = 10.0  # s
 GOAL_RSS_MB = 400.0
@@ -950,6 +950,22 @@ def part_compare(args: argparse.Namespace, server: ScaleServer) -> None:
         )
 
 
+def part_cluster(args: argparse.Namespace, server: ScaleServer) -> None:
+    """bench/cluster.py (its own origins: it counts requests per feed path)."""
+    import cluster as bench_cluster
+
+    print(
+        f"\n== cluster: {args.cluster_feeds} feeds, SQLite vs PostgreSQL daemons (bench/cluster.py)",
+        flush=True,
+    )
+    argv = ["--feeds", str(args.cluster_feeds), "--rounds", str(args.cluster_rounds)]
+    if args.cluster_profile:
+        argv.append("--profile")
+    status = bench_cluster.main(argv)
+    if status:
+        print(f"cluster: a goal not met (exit status {status} of bench/cluster.py)")
+
+
 # ---- main ------------------------------------------------------------------------------------
 
 
@@ -961,7 +977,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "black-holed feeds). Only 127.0.0.1 is contacted.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
+    p.add_argument(
+        "--parts",
+        default="steady,reload,compare",
+        help=f"comma-separated, of {', '.join(PARTS)} (cluster: bench/cluster.py, not in the default)",
+    )
     p.add_argument("--ports", type=int, default=20, help="feed origins (ports of 127.0.0.1)")
     p.add_argument("--seed", type=int, default=1)
     g = p.add_argument_group("steady")
@@ -1000,6 +1020,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--compare-concurrency", type=int, default=200)
     g.add_argument("--compare-rounds", type=int, default=3)
     g.add_argument("--blackholed", type=int, default=50)
+    g = p.add_argument_group("cluster (bench/cluster.py: SQLite vs PostgreSQL daemons)")
+    g.add_argument("--cluster-feeds", type=int, default=10_000)
+    g.add_argument("--cluster-rounds", type=int, default=3)
+    g.add_argument("--cluster-profile", action="store_true", help="bench/cluster.py --profile")
     args = p.parse_args(argv)
     args.parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     for part in args.parts:
@@ -1027,7 +1051,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         for part in args.parts:
-            {"steady": part_steady, "reload": part_reload, "compare": part_compare}[part](args, server)
+            {"steady": part_steady, "reload": part_reload, "compare": part_compare, "cluster": part_cluster}[
+                part
+            ](args, server)
             gc.collect()
     finally:
         server.stop()
