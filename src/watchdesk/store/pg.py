@@ -14,7 +14,7 @@ import functools
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -67,6 +67,7 @@ class PgDatabase:
     def __init__(self, conn: Any, name: str = "postgresql"):
         self._conn = conn
         self.name = name
+        self._depth = 0  # savepoints open
 
     @property
     def conn(self) -> PgDatabase:  # db.conn.executemany / db.conn.in_transaction, as with sqlite3
@@ -93,12 +94,42 @@ class PgDatabase:
     def executescript(self, sql: str) -> None:
         self._conn.execute(sql)
 
-    def atomic(self) -> AbstractContextManager[Any]:
-        return self._conn.transaction()
+    def atomic(self, *, fast: bool = False) -> AbstractContextManager[Any]:
+        """A transaction (nested: a savepoint). `fast`: its commit does not wait for the
+        WAL flush (db.without_fsync), set in the same round trip as the BEGIN."""
+        return self._transaction(fast)
+
+    @contextmanager
+    def _transaction(self, fast: bool) -> Iterator[PgDatabase]:
+        if self.in_transaction:
+            self._depth += 1
+            name = f"wd_{self._depth}"
+            self._conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self
+            except BaseException:
+                if not self._conn.broken:
+                    self._conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                    self._conn.execute(f"RELEASE SAVEPOINT {name}")
+                raise
+            else:
+                self._conn.execute(f"RELEASE SAVEPOINT {name}")
+            finally:
+                self._depth -= 1
+            return
+        self._conn.execute("BEGIN; SET LOCAL synchronous_commit = off" if fast else "BEGIN")
+        try:
+            yield self
+        except BaseException:
+            if not self._conn.broken:
+                self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
 
     def stream(self, sql: str, parameters: Sequence[Any], batch: int) -> Iterator[Any]:
         """A server-side cursor, `batch` rows per round trip (sql.stream)."""
-        with self._conn.transaction(), self._conn.cursor(name=f"wd_stream_{id(self):x}") as cursor:
+        with self.atomic(), self._conn.cursor(name=f"wd_stream_{id(self):x}") as cursor:
             cursor.itersize = batch
             cursor.execute(translate(sql) if parameters else sql, list(parameters) or None)
             yield from cursor

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 WORKERS = 4  # store threads, one pool connection each
 RETRIES = 5  # a transaction that lost a deadlock or serialisation race is run again
+CHECK_IDLE = 5.0  # seconds: a pool connection idle longer is checked before it is lent
 
 
 class PostgresStore(Store):
@@ -45,6 +46,7 @@ class PostgresStore(Store):
         self.lease = lease
         self.lock = None
         self.shown = pg.shown(url)
+        self._used: dict[int, float] = {}  # id(connection) -> when last used
         self._psycopg = psycopg
         self._retry_on = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
         # The tools' and tests' own connection; also the one that upgrades the schema.
@@ -58,7 +60,7 @@ class PostgresStore(Store):
                 min_size=1,
                 max_size=WORKERS,
                 name="watchdesk",
-                check=ConnectionPool.check_connection,
+                check=self._check,
                 open=True,
             )
         except BaseException as e:
@@ -74,7 +76,10 @@ class PostgresStore(Store):
         for attempt in range(RETRIES):
             try:
                 with self.pool.connection() as conn:
-                    return fn(pg.PgDatabase(conn, self.shown), *args, **kwargs)
+                    try:
+                        return fn(pg.PgDatabase(conn, self.shown), *args, **kwargs)
+                    finally:
+                        self._used[id(conn)] = time.monotonic()
             except self._retry_on as e:
                 if attempt == RETRIES - 1:
                     raise pg.explain(self.url, e) from e
@@ -84,6 +89,15 @@ class PostgresStore(Store):
             except self._pool_errors() as e:
                 raise pg.explain(self.url, e) from e
         raise AssertionError("unreachable")
+
+    def _check(self, conn: Any) -> None:
+        """The pool's check of a connection before lending it: one idle for a while (the
+        server may have restarted) is asked an empty query; one used a moment ago is lent
+        as it is, saving every store call that round trip."""
+        if time.monotonic() - self._used.get(id(conn), 0.0) > CHECK_IDLE:
+            from psycopg_pool import ConnectionPool
+
+            ConnectionPool.check_connection(conn)
 
     def _pool_errors(self) -> tuple[type[BaseException], ...]:
         from psycopg_pool import PoolTimeout
