@@ -13,7 +13,7 @@ from pg_fixture import drop_database, fresh_database, requires_postgres
 from watchdesk.errors import StoreError
 from watchdesk.store import feeds as feed_store
 from watchdesk.store import outbox as outbox_store
-from watchdesk.store import pg
+from watchdesk.store import pg, pgschema
 from watchdesk.store.engine import Store, open_database
 from watchdesk.store.search import UNINDEXED, pg_tokens, tsquery
 
@@ -166,8 +166,8 @@ def test_daemons_starting_together_upgrade_the_schema_once(url: str) -> None:
         t.join()
     try:
         assert errors == []
-        applied = stores[0].db.execute(f"SELECT name FROM {pg.MIGRATIONS_TABLE}").fetchall()
-        assert [r[0] for r in applied] == [name for name, _sql in pg.MIGRATIONS]
+        applied = stores[0].db.execute(f"SELECT name FROM {pgschema.MIGRATIONS_TABLE}").fetchall()
+        assert [r[0] for r in applied] == [name for name, _sql in pgschema.MIGRATIONS]
     finally:
         for store in stores:
             store.close()

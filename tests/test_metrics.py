@@ -248,7 +248,9 @@ def test_bad_requests_are_answered_or_closed_without_an_exception(caplog: pytest
         writer.transport.abort()
         await asyncio.sleep(0.05)
         # Still serving.
-        assert value(await scrape(port), "watchdesk_build_info", version="9.9.9", node="", store="sqlite") == 1
+        assert (
+            value(await scrape(port), "watchdesk_build_info", version="9.9.9", node="", store="sqlite") == 1
+        )
 
     with caplog.at_level(logging.WARNING):
         assert run(test, timeout=0.3) == []

@@ -173,16 +173,16 @@ def open_database(target: Path | str, *, password: str | None = None, read_only:
     """A command's database (sql.Database): an SQLite file (db.open_db) or a PostgreSQL
     URL. `read_only`: never changes anything (PostgreSQL: a read-only session, refused if
     its schema is missing or not up to date); otherwise upgrades the schema first."""
-    from . import pg
+    from . import pg, pgschema
 
     if not pg.is_postgres_url(target):
         return open_db(target, read_only=read_only)
     db = pg.connect(str(target), password, read_only=read_only)
     try:
         if read_only:
-            pg.check_readable(db)
+            pgschema.check_readable(db)
         else:
-            pg.migrate(db)
+            pgschema.migrate(db)
     except BaseException as e:
         db.close()
         if isinstance(e, pg._psycopg().Error):
@@ -203,7 +203,7 @@ def size_of(db: Any, target: Path | str) -> int:
 def check_database(target: Path | str, *, password: str | None = None) -> str:
     """What `watchdesk check` says of the database (db.check_db for SQLite). Raises
     StoreError for one that cannot be used."""
-    from . import pg
+    from . import pg, pgschema
     from .db import check_db
 
     if not pg.is_postgres_url(target):
@@ -211,8 +211,8 @@ def check_database(target: Path | str, *, password: str | None = None) -> str:
     db = pg.connect(str(target), password, read_only=True)
     try:
         version = db.execute("SHOW server_version").fetchone()[0]
-        left = pg.pending(db)
-        if len(left) == len(pg.MIGRATIONS):
+        left = pgschema.pending(db)
+        if len(left) == len(pgschema.MIGRATIONS):
             state = "no watchdesk tables yet (`watchdesk run` or `watchdesk poll --once` creates them)"
         elif left:
             state = f"{len(left)} upgrades pending (the next `run` or `poll` applies them)"

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from . import feeds as feed_store
 from . import outbox as outbox_store
-from . import pg
+from . import pg, pgschema
 from .engine import DEFAULT_LEASE, Store
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class PostgresStore(Store):
         # The tools' and tests' own connection; also the one that upgrades the schema.
         tools = pg.connect(url, password)
         try:
-            for name in pg.migrate(tools):
+            for name in pgschema.migrate(tools):
                 log.info("database_upgraded database=%s upgrade=%s", self.shown, name)
             self.pool = ConnectionPool(
                 pg.conninfo(url, password),
