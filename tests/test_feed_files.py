@@ -222,3 +222,29 @@ def test_a_feeds_folder_that_empties_keeps_the_running_config(
         assert loaded is not None and [f.name for f in loaded[0].feeds] == ["B"]
     finally:
         asyncio.run(rt.aclose())
+
+
+def test_a_reload_the_store_refuses_is_not_tried_again_at_every_look(tmp_path: Path) -> None:
+    """A changed `feeds` pattern whose takeover fails (the store refuses the write: here
+    SQLite's own SQLITE_FULL) keeps the running config and its files' signature: the
+    daemon does not reload every 2 s until the store takes it."""
+    import asyncio
+
+    from watchdesk.runtime import Runtime
+
+    config = setup(tmp_path, {"feeds/a.toml": feed(1)})
+    rt = Runtime(load_config(config))
+    try:
+        pages = rt.db.execute("PRAGMA page_count").fetchone()[0]
+        rt.db.execute(f"PRAGMA max_page_count = {pages}")  # the writer's connection: no page more
+        (tmp_path / "more").mkdir()
+        (tmp_path / "more" / "b.toml").write_text("".join(feed(n) for n in range(2, 3000)))
+        config.write_text(MAIN.format(patterns='"more/*.toml"'))
+        assert rt.config_changed()
+        assert asyncio.run(rt.reload_config()) is None
+        assert [f.name for f in rt.config.feeds] == ["Main", "Site 1"]  # the running config stays
+        assert not rt.config_changed()  # said once: the next edit tries again
+        config.write_text(MAIN.format(patterns='"more/*.toml"') + "\n")
+        assert rt.config_changed()
+    finally:
+        asyncio.run(rt.aclose())

@@ -257,7 +257,14 @@ class Runtime:
         prepared = await asyncio.to_thread(self.load_new_config)
         if prepared is None:
             return None
-        changes = await self.reconfigure(*prepared)
+        try:
+            changes = await self.reconfigure(*prepared)
+        except Exception as e:
+            # The running config stays, and so does its files' signature: said once, tried
+            # again at the next edit (not every look, as a changed `feeds` pattern would).
+            self.config_signature = config_files_signature(self.config)
+            log.error("config_not_taken_over error=%s: %s (keeping the running config)", type(e).__name__, e)
+            return None
         self.retry_unavailable_channels()
         return changes
 
