@@ -160,3 +160,32 @@ def test_a_feeds_file_added_or_edited_is_taken_over(tmp_path: Path, server: Loca
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)
+
+
+def test_a_reloads_old_http_pool_is_closed_after_its_grace(tmp_path: Path, server: LocalServer) -> None:
+    """A [network] change replaces the HTTP pool; the old one (its keep-alive sockets) is
+    closed once the polls that started with it are over, not kept until exit."""
+    import asyncio
+
+    from watchdesk.config import load_config
+    from watchdesk.runtime import Runtime
+
+    watchlists = {"w": 'match = ["fentanyl"]\n'}
+    config = write_config(tmp_path, [feed(server, "/a.xml", "A")], watchlists, network="concurrency = 10")
+
+    async def go() -> None:
+        rt = Runtime(load_config(config))
+        try:
+            await rt.poll_feeds(await rt.feeds_to_poll())  # a keep-alive connection to the server
+            old = rt.pool
+            assert old._clients  # the client that polled holds the connection
+            rt.retired_pool_grace = 0.0
+            config.write_text(config.read_text().replace("concurrency = 10", "concurrency = 11"))
+            assert await rt.reload_config() is not None
+            assert rt.pool is not old and rt._retired_pools == [old]
+            await asyncio.gather(*rt._closing)
+            assert rt._retired_pools == [] and old._clients == []
+        finally:
+            await rt.aclose()
+
+    asyncio.run(go())

@@ -52,6 +52,9 @@ def folder_signature(folder: Path) -> tuple[tuple[str, float, int], ...]:
         return ()
 
 
+RETIRED_POOL_GRACE = 900.0  # seconds after a reload before the old HTTP pool is closed
+
+
 def _database_password(config: Config) -> str | None:
     """[watchdesk] password, resolved (PostgreSQL); None: libpq's own (PGPASSWORD, ~/.pgpass)."""
     if not config.database_password:
@@ -118,7 +121,11 @@ class Runtime:
             else None
         )
         self.pool, fetcher = self._networking(config)
-        self._retired_pools: list[HttpPool] = []  # replaced by a reload; closed at the end
+        # Replaced by a reload: closed once the polls that started with them are surely
+        # over (their sockets would otherwise stay open until exit, reload after reload).
+        self._retired_pools: list[HttpPool] = []
+        self.retired_pool_grace = RETIRED_POOL_GRACE
+        self._closing: set[asyncio.Task[None]] = set()
         self.ctx = PollContext(
             store=self.store,
             pool=self.pool,
@@ -302,6 +309,7 @@ class Runtime:
             or old.polling.extract_timeout != new.polling.extract_timeout
         ):
             self._retired_pools.append(self.pool)
+            self._closing.add(asyncio.create_task(self._close_retired(self.pool), name="close-retired-pool"))
             self.pool, self.ctx.fetcher = self._networking(new)
             self.ctx.pool = self.pool
         self.ctx.limits = _feed_limits(new)
@@ -539,7 +547,18 @@ class Runtime:
     async def drain(self) -> DrainSummary:
         return await self.drainer.drain()
 
+    async def _close_retired(self, pool: HttpPool) -> None:
+        try:
+            await asyncio.sleep(self.retired_pool_grace)
+            if pool in self._retired_pools:
+                self._retired_pools.remove(pool)
+                await pool.aclose()
+        finally:
+            self._closing.discard(asyncio.current_task())
+
     async def aclose(self) -> None:
+        for task in list(self._closing):
+            task.cancel()
         for pool in (*self._retired_pools, self.pool):
             await pool.aclose()
         for channel in self.channels.values():
