@@ -371,3 +371,35 @@ def test_a_request_back_from_waiting_goes_before_new_ones() -> None:
         assert order == ["back", "new1", "new2"] and slots.free == 1
 
     run(main)
+
+
+def test_a_hanging_resolver_never_ties_up_the_default_executor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names that never resolve (a resolver that hangs: getaddrinfo blocks its thread, and
+    connect_timeout can only stop waiting) occupy the resolver's own threads; the loop's
+    default executor, which the daemon's to_thread work runs on, stays free."""
+    import threading
+
+    from watchdesk.ingest import guard
+
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(host: str, *args: object, **kwargs: object) -> object:
+        if host.endswith(".hang.example"):
+            release.wait(30)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+
+    async def go() -> float:
+        stuck = [asyncio.ensure_future(guard.resolve(f"h{i}.hang.example", 80)) for i in range(40)]
+        await asyncio.sleep(0)  # every resolution is handed to a thread
+        started = time.monotonic()
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), timeout=10) == 42
+        took = time.monotonic() - started
+        release.set()
+        await asyncio.gather(*stuck, return_exceptions=True)
+        return took
+
+    assert asyncio.run(go()) < 5

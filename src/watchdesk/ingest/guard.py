@@ -17,10 +17,13 @@ any embedded IPv4) and the deprecated site-local fec0::/10 (RFC 3879), all refus
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpcore
 import httpx
@@ -114,6 +117,30 @@ def _never_global(ip: IPAddress) -> bool:
     return isinstance(ip, ipaddress.IPv6Address) and (ip in _TRANSLATED or ip in _SITE_LOCAL)
 
 
+RESOLVER_THREADS = 16
+_resolver: ThreadPoolExecutor | None = None
+
+
+async def resolve(host: str, port: int) -> list[Any]:
+    """getaddrinfo for a TCP connection. An address written as such needs no resolver; a
+    name is resolved on threads of its own (RESOLVER_THREADS), not the loop's default
+    executor: a resolver that hangs (connect_timeout gives up waiting, but cannot stop the
+    thread) ties up at most these, never the threads the rest of the daemon runs on."""
+    global _resolver
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    if _resolver is None:
+        _resolver = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        _resolver, functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    )
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolve, check every address, connect to a checked address only."""
 
@@ -129,9 +156,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+            infos = await resolve(host.strip("[]"), port)
         except socket.gaierror as e:
             raise httpcore.ConnectError(f"cannot resolve {host}: {e.strerror}") from None
         except ValueError as e:  # UnicodeError too: a name no resolver takes ('a..b', a 64-char label)
