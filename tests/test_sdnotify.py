@@ -14,7 +14,7 @@ from conftest import start_daemon, write_config
 from seed_fixture import serve_story
 from server import LocalServer
 
-from watchdesk.daemon import STALLED_AFTER, schedule_alive
+from watchdesk.daemon import STALLED_AFTER, schedule_alive, start_allowance
 from watchdesk.sdnotify import Notifier
 
 WATCHLIST = "match = ['fentanyl']\n"
@@ -111,6 +111,11 @@ def until(sock: socket.socket, key: str) -> dict[str, str]:
             return message
 
 
+def test_the_start_allowance_grows_with_the_database() -> None:
+    assert start_allowance(0) == 60.0
+    assert start_allowance(20 * 2**30) == 260.0  # 20 GB: quick_check's 10 s at 20x its rate
+
+
 def test_the_daemon_reports_ready_alive_reloading_and_stopping(
     tmp_path: Path, server: LocalServer, systemd_socket: tuple[socket.socket, str]
 ) -> None:
@@ -119,6 +124,9 @@ def test_the_daemon_reports_ready_alive_reloading_and_stopping(
     config = write_config(tmp_path, [{"url": serve_story(server), "name": "Metro"}], {"drugs": WATCHLIST})
     daemon = start_daemon(config, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
     try:
+        starting = until(sock, "EXTEND_TIMEOUT_USEC")  # before the database is checked
+        assert int(starting["EXTEND_TIMEOUT_USEC"]) == 60_000_000
+        assert starting["STATUS"] == "checking the database (0 B)"
         ready = until(sock, "READY")
         assert ready["STATUS"].startswith("1 feed (0 failing, 0 stale); alerts: ")
         alive = until(sock, "WATCHDOG")  # every half second while the poll tick runs

@@ -39,6 +39,8 @@ from .ops import metrics as ops_metrics
 from .runtime import Runtime
 from .sdnotify import Notifier
 from .store import feeds as feed_store
+from .store.db import database_size, human_size
+from .store.pg import is_postgres_url
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,12 @@ DRAIN_TICK = 2.0
 STOP_GRACE = 45.0  # how long in-flight polls may take to finish on SIGTERM
 STALLED_AFTER = 4 * POLL_TICK  # no poll tick for this long: stop pinging systemd's watchdog
 METRICS_EVERY = 15.0  # seconds between refreshes of the gauges (feeds per status, outbox, size)
+
+
+def start_allowance(database_bytes: int) -> float:
+    """Seconds the start may take: a minute, and 10 s per GB of SQLite database to check
+    (20 times quick_check's cached rate: a cold cache, a slow disk)."""
+    return 60.0 + 10.0 * database_bytes / 2**30
 
 
 def schedule_alive(since_last_poll_tick: float, watchdog_interval: float) -> bool:
@@ -333,8 +341,13 @@ async def run_daemon(config: Config, stopped_early: Callable[[], str | None] = l
     if stopped_early():  # while the config was loading
         log.info("daemon_stop_requested signal=%s (during start-up)", stopped_early())
         return
+    notifier = Notifier()
+    # The database is checked before READY (quick_check, about 0.5 s per GB): on a large
+    # file and a slow disk that could outlast systemd's start timeout (90 s by default).
+    size = 0 if is_postgres_url(config.database) else database_size(config.database)
+    notifier.starting(f"checking the database ({human_size(size)})", start_allowance(size))
     runtime = Runtime(config, lock="watchdesk run")  # one daemon per database, released on any exit
     try:
-        await Daemon(runtime).run(stopped_early)
+        await Daemon(runtime, notifier).run(stopped_early)
     finally:
         await runtime.aclose()

@@ -55,6 +55,11 @@ class Notifier:
     def ready(self, status: str) -> bool:
         return self.send(READY=1, STATUS=status)
 
+    def starting(self, status: str, seconds: float) -> bool:
+        """Still starting (the database is being checked): systemd's start timeout is
+        extended to at least `seconds` from now (it never shortens it)."""
+        return self.send(EXTEND_TIMEOUT_USEC=int(seconds * 1_000_000), STATUS=status)
+
     def reloading(self) -> bool:
         return self.send(RELOADING=1, MONOTONIC_USEC=time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000)
 
