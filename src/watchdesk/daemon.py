@@ -104,7 +104,7 @@ class Daemon:
             if time.monotonic() - self._folder_checked >= WATCH_EVERY:
                 self._folder_checked = time.monotonic()
                 async with self._reloading:
-                    if self.rt.config_changed():  # watchdesk.toml edited: everything
+                    if await asyncio.to_thread(self.rt.config_changed):  # an edit (globs stat off the loop)
                         await self.rt.reload_config()
                     else:  # the old watchlists serve while the new ones load
                         await asyncio.to_thread(self.rt.reload_watchlists)
