@@ -342,6 +342,7 @@ def run(feeds: Feeds, hook: Hook, nodes: list[Node], db: Database) -> None:
     repolled = []  # feeds whose poll died with the killed daemon (fetched, never committed)
     late = []
     gaps = []
+    takeovers = []  # how long after the kill each of those was polled again
     for i, requests in polls.items():
         times = [t for t, _node in requests]
         assert times, f"feed {i} was never polled"
@@ -360,6 +361,7 @@ def run(feeds: Feeds, hook: Hook, nodes: list[Node], db: Database) -> None:
                     f"feed {i}: a poll of {n0} {killed_at - t0:.1f}s before the kill"
                 )
                 repolled.append(i)
+                takeovers.append(t1 - killed_at)
             elif gap > INTERVAL + LATE:
                 late.append((i, round(gap, 2)))
         if stopped_at - times[-1] > INTERVAL + LATE:
@@ -391,6 +393,6 @@ def run(feeds: Feeds, hook: Hook, nodes: list[Node], db: Database) -> None:
         f"\nwall {time.monotonic() - started:.1f}s; killed {victim.name} at {killed_at - started:.1f}s "
         f"({pending_at_kill} alerts undelivered), taken over in {taken_over_at - killed_at:.1f}s; "
         f"polls by node {dict(by_node)}; polls per feed {dict(counts)} over {span:.0f}s; "
-        f"re-polled after the kill {len(repolled)}; gaps {min(gaps):.2f}..{max(gaps):.2f}s; "
+        f"re-polled after the kill {len(repolled)} ({', '.join(f'{t:.1f}s' for t in takeovers)} after it); gaps {min(gaps):.2f}..{max(gaps):.2f}s; "
         f"duplicates {duplicates}; lease lost {sum(t.count('channel_lease_lost') for t in logs.values())}"
     )
