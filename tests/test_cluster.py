@@ -23,6 +23,8 @@ from conftest import start_daemon, write_config
 from pg_fixture import drop_database, fresh_database, requires_postgres
 from server import LocalServer, Reply, Request
 
+from watchdesk.daemon import POLL_TICK
+
 FEEDS = 300
 NODES = ("a", "b", "c")
 INTERVAL = 8.0  # [polling] interval: no jitter after a success (schedule.after_success)
@@ -31,7 +33,10 @@ KILLS = 1
 # A poll is due `interval` after the moment its fetch returned, so two requests for one
 # feed are never closer than that, unless a poll died uncommitted with its daemon.
 EARLY = 0.25  # clock slack: the daemon's time.time() against this process's monotonic()
-LATE = LEASE + 3.0  # how much later than its interval a feed may be polled (a kill, 2 busy cores)
+SLACK = 2.5  # how much later than its interval a feed may be polled (2 busy cores; ~0.7 s seen)
+# A dead daemon's feed is claimed once its lease ran out, at the others' next look at due
+# feeds: up to POLL_TICK later when nothing else is due (next_due_at skips leased feeds).
+TAKEOVER = LEASE + POLL_TICK + SLACK
 DEADLINE = 45.0  # of each wait below (normally a few seconds)
 UA = "watchdesk-cluster-test/{}"
 
@@ -340,9 +345,9 @@ def run(feeds: Feeds, hook: Hook, nodes: list[Node], db: Database) -> None:
     # ---- polling: once per interval, none twice, none starved, the work shared ----------
     polls = feeds.snapshot()
     repolled = []  # feeds whose poll died with the killed daemon (fetched, never committed)
+    takeovers = []  # how long after the kill each of those was polled again
     late = []
     gaps = []
-    takeovers = []  # how long after the kill each of those was polled again
     for i, requests in polls.items():
         times = [t for t, _node in requests]
         assert times, f"feed {i} was never polled"
@@ -350,24 +355,28 @@ def run(feeds: Feeds, hook: Hook, nodes: list[Node], db: Database) -> None:
         for (t0, n0), (t1, _n1) in zip(requests, requests[1:], strict=False):
             gap = t1 - t0
             gaps.append(gap)
+            across_kill = t0 <= killed_at < t1
             if gap < INTERVAL - EARLY:
                 # Only a poll in flight when its daemon was SIGKILLed is polled again early,
                 # by another daemon, once its lease ran out.
-                assert n0 == victim.name and t0 <= killed_at < t1, (
+                assert n0 == victim.name and across_kill, (
                     f"feed {i} polled twice {gap:.2f}s apart ({n0} at {t0 - started:.2f}s, "
                     f"next at {t1 - started:.2f}s; kill of {victim.name} at {killed_at - started:.2f}s)"
                 )
-                assert killed_at - t0 < LATE, (
-                    f"feed {i}: a poll of {n0} {killed_at - t0:.1f}s before the kill"
+                assert killed_at - t0 < TAKEOVER, (
+                    f"feed {i}: {n0} polled it {killed_at - t0:.1f}s before the kill"
                 )
                 repolled.append(i)
                 takeovers.append(t1 - killed_at)
-            elif gap > INTERVAL + LATE:
-                late.append((i, round(gap, 2)))
-        if stopped_at - times[-1] > INTERVAL + LATE:
-            late.append((i, round(stopped_at - times[-1], 2)))
-    assert not late, f"feeds polled later than their interval + {LATE}s (starved): {late[:20]}"
+            elif gap > INTERVAL + (TAKEOVER if across_kill else SLACK):
+                late.append((i, round(t0 - started, 2), round(gap, 2)))
+        if stopped_at - times[-1] > INTERVAL + SLACK:
+            late.append((i, round(times[-1] - started, 2), round(stopped_at - times[-1], 2)))
+    assert not late, (
+        f"feeds polled late (feed, s into the run, gap), kill at {killed_at - started:.2f}s: {late[:20]}"
+    )
     assert len(repolled) == len(set(repolled)), "a feed re-polled early twice"
+    assert all(t <= TAKEOVER for t in takeovers), takeovers
     counts = Counter(len(requests) for requests in polls.values())
     span = stopped_at - min(t for requests in polls.values() for t, _n in requests)
     expected = span / INTERVAL
@@ -393,6 +402,7 @@ def run(feeds: Feeds, hook: Hook, nodes: list[Node], db: Database) -> None:
         f"\nwall {time.monotonic() - started:.1f}s; killed {victim.name} at {killed_at - started:.1f}s "
         f"({pending_at_kill} alerts undelivered), taken over in {taken_over_at - killed_at:.1f}s; "
         f"polls by node {dict(by_node)}; polls per feed {dict(counts)} over {span:.0f}s; "
-        f"re-polled after the kill {len(repolled)} ({', '.join(f'{t:.1f}s' for t in takeovers)} after it); gaps {min(gaps):.2f}..{max(gaps):.2f}s; "
+        f"re-polled after the kill {len(repolled)} ({', '.join(f'{t:.1f}s' for t in takeovers)} after it); "
+        f"gaps {min(gaps):.2f}..{max(gaps):.2f}s; "
         f"duplicates {duplicates}; lease lost {sum(t.count('channel_lease_lost') for t in logs.values())}"
     )

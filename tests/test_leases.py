@@ -232,3 +232,76 @@ def test_an_article_too_big_for_a_tsvector_is_still_found(url: str) -> None:
         assert found == [(1,)]
     finally:
         db.close()
+
+
+@requires_postgres
+def test_a_poll_that_outlived_its_lease_writes_nothing(url: str) -> None:
+    _feeds(url, 1)
+    a = Store.open(url, node="a", lease=30)
+    b = Store.open(url, node="b", lease=30)
+    try:
+        (row,) = asyncio.run(a.claim_feeds(NOW, 10))
+        (taken,) = asyncio.run(b.claim_feeds(NOW + 31, 10))  # a stalled past its lease
+        late = {"next_check_at": NOW + 900, "etag": "a's", "leased_by": None, "lease_until": None}
+        with pytest.raises(feed_store.LeaseLost):
+            feed_store.update_feed(a.db, row.id, late, holder="a")
+        (after,) = feed_store.all_feeds(a.db)
+        assert (after.leased_by, after.etag) == ("b", None)  # b's lease and schedule stand
+        feed_store.update_feed(b.db, taken.id, {**late, "etag": "b's"}, holder="b")
+        assert feed_store.all_feeds(a.db)[0].etag == "b's"
+    finally:
+        a.close()
+        b.close()
+
+
+@requires_postgres
+def test_a_channel_stays_one_daemons_through_a_send_longer_than_its_lease(url: str) -> None:
+    """The lease of a channel is renewed while its delivery round runs: a send that takes
+    longer than the lease (a slow webhook) is never taken over and sent twice."""
+    import time
+
+    from watchdesk.models import Alert, DeliveryResult
+    from watchdesk.outbox import Drainer
+
+    a = Store.open(url, node="a", lease=2)
+    b = Store.open(url, node="b", lease=2)
+    alert = Alert(watchlist="w", title="t", link=None, outlet="o", published=None, terms=(), snippet="s")
+    with a.db.atomic():
+        outbox_store.enqueue(a.db, "k1", "slow", alert, hit_id=None, now=time.time() - 1)
+
+    class Slow:
+        name = "slow"
+
+        def __init__(self) -> None:
+            self.started = asyncio.Event()
+            self.release = asyncio.Event()
+            self.sent = 0
+
+        async def send(self, alert: Alert, *, key: str) -> DeliveryResult:
+            self.started.set()
+            await self.release.wait()
+            self.sent += 1
+            return DeliveryResult(True)
+
+        async def aclose(self) -> None:
+            return None
+
+    async def go() -> list[set[str]]:
+        slow = Slow()
+        drain = asyncio.ensure_future(Drainer(a, {"slow": slow}, time.time, lambda: 0.0).drain())
+        await slow.started.wait()
+        tries = []
+        end = time.monotonic() + 3.5  # well past the 2 s lease
+        while time.monotonic() < end:
+            tries.append(await b.claim_channels(["slow"], time.time()))
+            await asyncio.sleep(0.1)
+        slow.release.set()
+        summary = await drain
+        assert summary.sent == 1 and slow.sent == 1
+        return tries
+
+    try:
+        assert all(t == set() for t in asyncio.run(go()))
+    finally:
+        a.close()
+        b.close()

@@ -216,7 +216,7 @@ class Drainer:
         self.failing: set[str] = set()  # channels whose last attempt failed (reported once)
         self.unrecorded: dict[str, list[Outcome]] = {}  # per channel, outcomes not yet written
         self.stop_requested = False  # a clean stop: finish the send in flight, start no other
-        self._claimed: dict[str, float] = {}  # channels this daemon holds the lease of, and since when
+        self._claimed: set[str] = set()  # channels this daemon holds the lease of (PostgreSQL)
         # Told (channel name, sent | retrying | dead, alerts) of every delivery: the
         # daemon's metrics (ops/metrics.py observe_delivery, by the channel's type).
         self.observe: Callable[[str, str, int], None] = lambda channel, outcome, alerts: None
@@ -229,8 +229,20 @@ class Drainer:
         # Several daemons on one database: each channel is delivered by one at a time.
         wanted = [name for name in self.channels if name not in skip]
         mine = await self.store.claim_channels(wanted, self.clock())
-        self._claimed = dict.fromkeys(mine, self.clock())
+        self._claimed = set(mine)
         skip.update({name: "delivered by another daemon" for name in wanted if name not in mine})
+        renewer = (
+            asyncio.create_task(self._renew_channels(), name="renew-channels") if self.store.shared else None
+        )
+        try:
+            return await self._drain_round(summary, failed_now, skip, limit)
+        finally:
+            if renewer is not None:
+                renewer.cancel()
+
+    async def _drain_round(
+        self, summary: DrainSummary, failed_now: set[str], skip: dict[str, str], limit: int
+    ) -> DrainSummary:
         for rows in await self.store.read(outbox_store.due_digests, self.clock(), skip_channels=skip):
             channel_name = rows[0].channel
             if channel_name in failed_now or self.stop_requested or not await self._still_mine(channel_name):
@@ -319,18 +331,30 @@ class Drainer:
             await self._deliver(channel, [row], summary, failed_now, key=row.idempotency_key)
 
     async def _still_mine(self, channel: str) -> bool:
-        """A long round renews its channel's lease before a third of it has run out; a
-        channel whose lease went to another daemon meanwhile sends nothing more here."""
-        if not self.store.shared:
-            return True
-        now = self.clock()
-        if now - self._claimed.get(channel, float("-inf")) < self.store.lease / 3:
-            return True
-        if channel in await self.store.claim_channels([channel], now):
-            self._claimed[channel] = now
-            return True
-        log.warning("channel_lease_lost channel=%s (another daemon delivers it now)", channel)
-        return False
+        """Whether this daemon still holds the channel's lease (always, with SQLite): one
+        whose lease went to another daemon sends nothing more here."""
+        return not self.store.shared or channel in self._claimed
+
+    async def _renew_channels(self) -> None:
+        """While a round runs (a send may take the channel's whole timeout), the leases of
+        its channels are renewed every quarter lease, so no other daemon takes one over
+        mid-send and sends the same delivery again."""
+        while True:
+            await asyncio.sleep(self.store.lease / 4)
+            held = sorted(self._claimed)
+            if not held:
+                continue
+            try:
+                kept = await self.store.claim_channels(held, self.clock())
+            except Exception as e:
+                log.warning(
+                    "channel_leases_not_renewed error=%s (retried in a quarter lease)", _store_error(e)
+                )
+                continue
+            for channel in held:
+                if channel not in kept:
+                    self._claimed.discard(channel)
+                    log.warning("channel_lease_lost channel=%s (another daemon delivers it now)", channel)
 
     async def _with_outlets(self, alerts: list[Alert]) -> list[Alert]:
         """Each alert with the other outlets that carried its story by now ("also in")."""

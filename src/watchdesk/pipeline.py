@@ -542,7 +542,8 @@ def _update(
     feed_store.update_feed(
         db,
         feed.id,
-        {
+        holder=ctx.node or None,
+        changes={
             **changes,
             "status": health.status.value,
             "consecutive_errors": health.consecutive_errors,

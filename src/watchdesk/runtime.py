@@ -431,6 +431,13 @@ class Runtime:
             return PollSummary()
         try:
             summary = await refresh_feed(self.ctx, row)
+        except feed_store.LeaseLost:  # polled past its lease: another daemon has it now
+            log.warning(
+                "feed_lease_lost feed=%s (this poll outlived its lease; another daemon polls it, "
+                "nothing of this poll is kept)",
+                row.name,
+            )
+            return PollSummary(feeds=1)
         except Exception as e:  # a bug, or the store refusing the poll's write: never the other feeds'
             log.exception("feed_crashed feed=%s feed_url=%s", row.name, row.url)
             try:
@@ -477,6 +484,10 @@ class Runtime:
         holding = self._holding(now)
         skip = {*in_flight, *self.unconfigured, *holding}
         found = await self.store.read(feed_store.next_due_at, skip=skip, now=now)
+        if self.store.shared:  # a lease running out (its daemon died) is a feed falling due
+            lease_end = await self.store.read(feed_store.lease_ends_at, now)
+            if lease_end is not None:
+                found = lease_end if found is None else min(found, lease_end)
         ends = [self.held[i][0] for i in holding if i not in in_flight]
         return min([found, *ends]) if found is not None else min(ends, default=None)
 

@@ -203,11 +203,39 @@ def get_feed(db: sqlite_utils.Database, feed_id: int) -> FeedRow:
     return _rows(db, "id = ?", [feed_id])[0]
 
 
-def update_feed(db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any]) -> None:
-    """Write changed columns; call inside the poll's transaction."""
+class LeaseLost(Exception):
+    """The poll's feed is leased to another daemon now (this one's lease ran out while it
+    polled): its outcome is not written, and its transaction rolls back whole."""
+
+
+def update_feed(
+    db: sqlite_utils.Database, feed_id: int, changes: dict[str, Any], *, holder: str | None = None
+) -> None:
+    """Write changed columns; call inside the poll's transaction. `holder`: the daemon
+    whose poll this is; the row is written only while no other daemon holds its lease
+    (LeaseLost otherwise). With SQLite no lease is ever held: always written."""
     allowed = {f.name for f in fields(FeedRow)} - {"id", "config_url", "created_at"}
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"not feed columns: {sorted(unknown)}")
     sets = ", ".join(f"{k} = ?" for k in changes)
-    db.execute(f"UPDATE feeds SET {sets} WHERE id = ?", [*changes.values(), feed_id])
+    if holder is None:
+        db.execute(f"UPDATE feeds SET {sets} WHERE id = ?", [*changes.values(), feed_id])
+        return
+    cursor = db.execute(
+        f"UPDATE feeds SET {sets} WHERE id = ? AND (leased_by IS NULL OR leased_by = ?)",
+        [*changes.values(), feed_id, holder],
+    )
+    if cursor.rowcount == 0 and db.execute("SELECT 1 FROM feeds WHERE id = ?", [feed_id]).fetchone():
+        raise LeaseLost(f"feed {feed_id} is leased to another daemon")
+
+
+def lease_ends_at(db: sqlite_utils.Database, now: float) -> float | None:
+    """When the first live lease of a due feed runs out (its daemon may have died): the
+    dispatcher looks again then (PostgreSQL)."""
+    row = db.execute(
+        "SELECT MIN(lease_until) FROM feeds WHERE lease_until > ? AND active = 1 "
+        "AND next_check_at IS NOT NULL AND next_check_at <= lease_until",
+        [now],
+    ).fetchone()
+    return row[0] if row else None
