@@ -129,8 +129,9 @@ class Store:
         """Up to `limit` due feeds for this daemon to poll now, not those in `skip`."""
         return await self.read(feed_store.due_feeds, now, limit, skip=skip)
 
-    async def renew_feeds(self, ids: Collection[int], now: float) -> None:
-        """Polls of these feeds still run here: keep their leases."""
+    async def renew_feeds(self, ids: Collection[int], now: float) -> int:
+        """Polls of these feeds still run here: keep their leases; how many are still held."""
+        return len(ids)
 
     async def claim_channels(self, channels: Collection[str], now: float) -> set[str]:
         """Which of these channels this daemon delivers now."""

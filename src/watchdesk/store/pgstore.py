@@ -126,9 +126,11 @@ class PostgresStore(Store):
         )
         return rows
 
-    async def renew_feeds(self, ids: Collection[int], now: float) -> None:
-        if ids:
-            await self.write(feed_store.renew_leases, self.node, list(ids), now + self.lease)
+    async def renew_feeds(self, ids: Collection[int], now: float) -> int:
+        if not ids:
+            return 0
+        held: int = await self.write(feed_store.renew_leases, self.node, list(ids), now + self.lease)
+        return held
 
     async def claim_channels(self, channels: Collection[str], now: float) -> set[str]:
         if not channels:
