@@ -242,6 +242,8 @@ def test_a_poll_that_outlived_its_lease_writes_nothing(url: str) -> None:
     try:
         (row,) = asyncio.run(a.claim_feeds(NOW, 10))
         (taken,) = asyncio.run(b.claim_feeds(NOW + 31, 10))  # a stalled past its lease
+        assert asyncio.run(a.renew_feeds([row.id], NOW + 32)) == 1  # a's renewal finds it lost
+        assert asyncio.run(b.renew_feeds([row.id], NOW + 32)) == 0
         late = {"next_check_at": NOW + 900, "etag": "a's", "leased_by": None, "lease_until": None}
         with pytest.raises(feed_store.LeaseLost):
             feed_store.update_feed(a.db, row.id, late, holder="a")

@@ -138,12 +138,12 @@ class Daemon:
             return
         self._leases_renewed = now
         if self.in_flight:
-            held = await self.rt.store.renew_feeds(list(self.in_flight), now)
-            if held < len(self.in_flight):
+            lost = await self.rt.store.renew_feeds(list(self.in_flight), now)
+            if lost:
                 log.warning(
-                    "feed_leases_lost count=%d (polls in flight past their lease: another daemon may "
-                    "poll those feeds; these polls' outcomes are not kept)",
-                    len(self.in_flight) - held,
+                    "feed_leases_lost count=%d (polls in flight past their lease: another daemon polls "
+                    "those feeds now; these polls' outcomes are not kept)",
+                    lost,
                 )
 
     async def _poll(self, row: feed_store.FeedRow) -> None:

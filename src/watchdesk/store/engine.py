@@ -130,8 +130,9 @@ class Store:
         return await self.read(feed_store.due_feeds, now, limit, skip=skip)
 
     async def renew_feeds(self, ids: Collection[int], now: float) -> int:
-        """Polls of these feeds still run here: keep their leases; how many are still held."""
-        return len(ids)
+        """Polls of these feeds still run here: keep their leases; how many were lost to
+        another daemon."""
+        return 0
 
     async def claim_channels(self, channels: Collection[str], now: float) -> set[str]:
         """Which of these channels this daemon delivers now."""

@@ -143,14 +143,19 @@ def claim_due_feeds(
 
 
 def renew_leases(db: sqlite_utils.Database, node: str, ids: Collection[int], lease_until: float) -> int:
-    """Extend `node`'s leases of these feeds (polls still in flight); how many it holds."""
+    """Extend `node`'s leases of these feeds (polls still in flight); how many of them
+    another daemon holds now (lost: polled past their lease). A poll that has just
+    committed gave its lease back, and is not counted."""
     subquery, param = values_of(db, ids)
-    return int(
-        db.execute(
-            f"UPDATE feeds SET lease_until = ? WHERE leased_by = ? AND id IN ({subquery})",
-            [lease_until, node, param],
-        ).rowcount
+    db.execute(
+        f"UPDATE feeds SET lease_until = ? WHERE leased_by = ? AND id IN ({subquery})",
+        [lease_until, node, param],
     )
+    row = db.execute(
+        f"SELECT COUNT(*) FROM feeds WHERE leased_by IS NOT NULL AND leased_by != ? AND id IN ({subquery})",
+        [node, param],
+    ).fetchone()
+    return int(row[0])
 
 
 def release_leases(db: sqlite_utils.Database, node: str) -> int:

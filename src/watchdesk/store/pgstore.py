@@ -129,8 +129,8 @@ class PostgresStore(Store):
     async def renew_feeds(self, ids: Collection[int], now: float) -> int:
         if not ids:
             return 0
-        held: int = await self.write(feed_store.renew_leases, self.node, list(ids), now + self.lease)
-        return held
+        lost: int = await self.write(feed_store.renew_leases, self.node, list(ids), now + self.lease)
+        return lost
 
     async def claim_channels(self, channels: Collection[str], now: float) -> set[str]:
         if not channels:
