@@ -117,3 +117,33 @@ def test_search_and_rematch_agree(tmp_path: Path, server: LocalServer, database:
     }
     rematch = run(config, "rematch", "darkweb")
     assert rematch.returncode == 0, rematch.stderr
+
+
+def test_prune_tombstones_and_search_forgets(tmp_path: Path, server: LocalServer, database: str) -> None:
+    """Entries with no hit go to tombstones (search no longer finds them; they never come
+    back as new), on both stores; entries with a hit stay."""
+    config = write_config(
+        tmp_path,
+        [{"url": serve_story(server), "name": "Metro"}],
+        {"darkweb": WATCHLISTS["darkweb"]},  # the sports entry has no hit: it is pruned
+        extra=CHANNELS,
+        database=database,
+        polling='backfill = "all"',
+    )
+    _poll(config)
+    assert len(run(config, "search", "lakers", "--json").stdout.splitlines()) == 1
+    dry = run(config, "prune", "--entries", "0s", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would prune 1 entries" in dry.stdout
+    pruned = run(config, "prune", "--entries", "0s")
+    assert pruned.returncode == 0, pruned.stderr
+    assert "pruned 1 entries" in pruned.stdout
+    assert run(config, "search", "lakers", "--json").stdout == ""
+    assert len(run(config, "search", "fentanyl", "--json").stdout.splitlines()) == 1  # its hit keeps it
+    _poll(config)  # the pruned entry is still known: not new again
+    rt = Runtime(load_config(config))
+    try:
+        assert rt.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 2
+        assert outbox_store.counts(rt.db) == {"pending": 1}
+    finally:
+        asyncio.run(rt.aclose())
