@@ -841,13 +841,16 @@ async def run(
                 continue
             rounds = []
             for n in range(args.rounds):
+                groups, grouped = rt.store.groups.groups, rt.store.groups.calls
                 r = await measure(rt, server)
                 rounds.append(r)
                 problems += filter(None, [unexpected(phase, r.summary, args.feeds)])
+                groups, grouped = rt.store.groups.groups - groups, rt.store.groups.calls - grouped
                 print(
                     f"  {phase} round {n + 1}: {r.polls / r.wall:.0f} polls/s, CPU "
                     f"{_fmt(r.per_poll_ms(r.cpu), '.3f')} ms/poll, workers "
-                    f"{_fmt(r.per_poll_ms(r.workers), '.3f')} ms/poll, {r.connections} new connections",
+                    f"{_fmt(r.per_poll_ms(r.workers), '.3f')} ms/poll, {r.connections} new connections, "
+                    f"{grouped} state saves in {groups} commits (group commit)",
                     flush=True,
                 )
             results.append(PhaseResult(phase, rounds, peak_rss_mb(), rss_now_mb()))

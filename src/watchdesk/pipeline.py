@@ -62,7 +62,6 @@ from .store import entries as entry_store
 from .store import feeds as feed_store
 from .store import hits as hit_store
 from .store import stories as story_store
-from .store import without_fsync
 from .store.engine import Store
 from .stories import DEFAULT_SIMILARITY, SIGNATURE_VERSION, similarity
 from .stories.probe import TITLE_WINDOW, Probe, probe
@@ -495,20 +494,10 @@ async def _failed(
 async def _save(
     ctx: PollContext, feed: feed_store.FeedRow, config: FeedConfig, changes: dict[str, Any], health: Health
 ) -> None:
-    """Commit a poll that stored no entries: feed state, and any health alert it raised."""
-    await ctx.store.write(_save_now, ctx, feed, config, changes, health)
-
-
-def _save_now(
-    db: sqlite_utils.Database,
-    ctx: PollContext,
-    feed: feed_store.FeedRow,
-    config: FeedConfig,
-    changes: dict[str, Any],
-    health: Health,
-) -> None:
-    with without_fsync(db):
-        _update(db, ctx, feed, config, changes, health)
+    """Commit a poll that stored no entries: feed state, and any health alert it raised.
+    Forgetting it (a power cut) costs a repeated poll, so it may share its transaction
+    with other polls' (the store's group commit) and commits without fsync."""
+    await ctx.store.write_grouped(_update, ctx, feed, config, changes, health)
 
 
 def _update(

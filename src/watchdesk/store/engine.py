@@ -25,6 +25,14 @@ functions run on both (sql.py). Leases are the Store's too:
   locked for writing does not stop polling.
 - `claim_channels`: the channels whose deliveries this daemon sends now (one daemon
   per channel at a time, the same way); with SQLite, every channel.
+
+Group commit: `write_grouped(fn, ...)` is for the many small writes that may share a
+transaction (a feed's state after a poll that found nothing new). Calls that arrive
+while a group is being written wait for the next group, which runs them all in one
+transaction (without fsync: db.without_fsync), so a busy daemon pays one commit, one
+thread hand-off and one loop wake-up per group, not per poll; an idle one runs each at
+once. If anything in a group fails, the group is rolled back and each call runs alone in
+its own transaction, so one refusal (a lost lease, a bad row) is its caller's only.
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
+import threading
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -41,7 +51,7 @@ import sqlite_utils
 
 from . import feeds as feed_store
 from . import lock as database_lock
-from .db import database_size, open_db
+from .db import database_size, open_db, without_fsync
 from .lock import DatabaseLock
 
 P = ParamSpec("P")
@@ -49,6 +59,103 @@ T = TypeVar("T")
 
 
 DEFAULT_LEASE = 60.0  # [watchdesk] lease
+
+Call = Callable[[Any], Any]  # a grouped write: fn(db) inside a transaction it does not own
+Outcome = tuple[bool, Any]  # (True, its result) or (False, the exception it raised)
+
+
+class WriteGroups:
+    """The queue behind Store.write_grouped: one group is written at a time; calls that
+    arrive meanwhile form the next one. `run(fn, *args)` runs fn(db, *args) in the store's
+    threads (the backend's own, with its retries); it is called from those threads."""
+
+    def __init__(self, submit: Callable[[Callable[[], None]], object], run: Callable[..., Any]):
+        self._submit = submit
+        self._run = run
+        self._lock = threading.Lock()
+        self._queued: list[tuple[Call, asyncio.Future[Any]]] = []
+        self._busy = False
+        self.groups = 0  # groups written (for tests and benchmarks)
+        self.calls = 0  # calls written in them
+
+    async def call(self, call: Call) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            self._queued.append((call, future))
+            start, self._busy = not self._busy, True
+        if start:
+            self._next(loop)
+        return await future
+
+    def _next(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Have a store thread write the queued calls; if the store is closed, they fail."""
+        try:
+            self._submit(functools.partial(self._write, loop))
+        except RuntimeError as e:  # the store's threads are shut down
+            with self._lock:
+                queued, self._queued = self._queued, []
+                self._busy = False
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(
+                    _settle, [future for _call, future in queued], [(False, e)] * len(queued)
+                )
+
+    def _write(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On a store thread: the queued calls, one transaction; then hand the outcomes
+        to the loop in one wake-up, and queue the next group if calls arrived."""
+        with self._lock:
+            queued, self._queued = self._queued, []
+        outcomes: list[Outcome] = []
+        try:
+            outcomes = self._outcomes([call for call, _future in queued])
+        except BaseException as e:  # not even the calls alone could run (KeyboardInterrupt...)
+            outcomes = [(False, e)] * len(queued)
+            raise
+        finally:
+            self.groups += 1
+            self.calls += len(queued)
+            with self._lock:
+                more = bool(self._queued)
+                self._busy = more
+            with suppress(RuntimeError):  # the loop is closed: nobody waits for these any more
+                loop.call_soon_threadsafe(_settle, [future for _call, future in queued], outcomes)
+            if more:
+                self._next(loop)
+
+    def _outcomes(self, calls: list[Call]) -> list[Outcome]:
+        if len(calls) > 1:
+            try:
+                return [(True, result) for result in self._run(_together, calls)]
+            except Exception:  # one of them (or the commit) failed: the group wrote nothing
+                pass
+        outcomes: list[Outcome] = []
+        for call in calls:
+            try:
+                outcomes.append((True, self._run(_alone, call)))
+            except Exception as e:
+                outcomes.append((False, e))
+        return outcomes
+
+
+def _together(db: Any, calls: list[Call]) -> list[Any]:
+    with without_fsync(db):
+        return [call(db) for call in calls]
+
+
+def _alone(db: Any, call: Call) -> Any:
+    with without_fsync(db):
+        return call(db)
+
+
+def _settle(futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None:
+    for future, (ok, value) in zip(futures, outcomes, strict=True):
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class Store:
@@ -80,6 +187,10 @@ class Store:
             conn.execute("PRAGMA query_only=ON")
             self._reader_db = sqlite_utils.Database(conn, execute_plugins=False)
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="store-read")
+        self.groups = WriteGroups(self._writer.submit, self._on_writer)
+
+    def _on_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self.db, *args)
 
     @classmethod
     def open(
@@ -157,6 +268,16 @@ class Store:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, functools.partial(fn, self.db, *args, **kwargs))
 
+    async def write_grouped(
+        self, fn: Callable[Concatenate[Any, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """fn(db, ...) in a transaction the store owns and may share with other grouped
+        writes (group commit; see the module's docstring), committed without fsync: for
+        writes where forgetting costs a repeat, never a loss. fn must not commit, and may
+        run twice (in a group that failed and was rolled back, then alone)."""
+        result: T = await self.groups.call(functools.partial(_bind, fn, args, kwargs))
+        return result
+
     def close(self) -> None:
         """Wait for queued calls (a write in progress commits), then close the connections."""
         self._writer.shutdown(wait=True)
@@ -166,6 +287,10 @@ class Store:
         self.db.close()
         if self.lock is not None:
             self.lock.release()
+
+
+def _bind(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], db: Any) -> Any:
+    return fn(db, *args, **kwargs)
 
 
 # ---- for commands: one connection, either backend -----------------------------------

@@ -19,7 +19,7 @@ from typing import Any, cast
 from . import feeds as feed_store
 from . import outbox as outbox_store
 from . import pg, pgschema
-from .engine import DEFAULT_LEASE, Store
+from .engine import DEFAULT_LEASE, Store, WriteGroups
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,10 @@ class PostgresStore(Store):
         self.db = cast(Any, tools)
         self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="store-pg")
         self._size = 0
+        self.groups = WriteGroups(self._executor.submit, self._in_pool)
+
+    def _in_pool(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._call(fn, args, {})
 
     def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         for attempt in range(RETRIES):

@@ -1,0 +1,202 @@
+"""Group commit (Store.write_grouped): writes queued while one is being written share the
+next transaction; one that fails is rolled back alone; on SQLite and on PostgreSQL.
+
+The writer is held on a real write (a threading.Event) while the grouped writes queue,
+so what forms one group is decided by the test, not by timing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pg_fixture import drop_database, fresh_database, requires_postgres
+
+from watchdesk.store import feeds as feed_store
+from watchdesk.store.engine import Store, open_database
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=requires_postgres)])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield str(tmp_path / "watchdesk.db")
+        return
+    made = fresh_database()
+    try:
+        yield made
+    finally:
+        drop_database(made)
+
+
+def _table(db: Any) -> None:
+    with db.atomic():
+        db.execute("CREATE TABLE IF NOT EXISTS t (n INTEGER PRIMARY KEY, txn TEXT)")
+
+
+def _txn(db: Any) -> str:
+    """The transaction a statement runs in, on PostgreSQL (SQLite: its COMMITs are
+    counted by a trace instead, _commits)."""
+    from watchdesk.store.sql import is_postgres
+
+    return str(db.execute("SELECT txid_current()").fetchone()[0]) if is_postgres(db) else ""
+
+
+def _insert(db: Any, n: int, fail: bool = False) -> int:
+    db.execute("INSERT INTO t (n, txn) VALUES (?, ?)", [n, _txn(db)])
+    if fail:
+        raise ValueError(f"write {n} refused")
+    return n * 10
+
+
+def _rows(store: Store) -> list[tuple[int, str]]:
+    async def go() -> list[tuple[int, str]]:
+        return await store.read(lambda db: [tuple(r) for r in db.execute("SELECT n, txn FROM t ORDER BY n")])
+
+    return asyncio.run(go())
+
+
+async def _hold(store: Store) -> tuple[asyncio.Future[Any], threading.Event]:
+    """A grouped call that is being written, and waits until the event is set."""
+    started, release = threading.Event(), threading.Event()
+
+    def wait(db: Any) -> None:
+        started.set()
+        release.wait(10)
+
+    held = asyncio.ensure_future(store.groups.call(wait))
+    assert await asyncio.to_thread(started.wait, 10)
+    return held, release
+
+
+async def _held_then(store: Store, calls: list[tuple[int, bool]]) -> list[Any]:
+    """Hold the group being written, queue the grouped writes, let it go; what each
+    caller got."""
+    held, release = await _hold(store)
+    tasks = [asyncio.ensure_future(store.write_grouped(_insert, n, fail)) for n, fail in calls]
+    for _ in range(3):
+        await asyncio.sleep(0)  # every task has queued its write
+    release.set()
+    await held
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _commits(store: Store) -> list[str]:
+    seen: list[str] = []
+    if store.kind == "sqlite":
+        store.db.conn.set_trace_callback(lambda sql: seen.append(sql) if sql.strip() == "COMMIT" else None)
+    return seen
+
+
+def test_writes_queued_together_commit_in_one_transaction(target: str) -> None:
+    store = Store.open(target)
+    try:
+        asyncio.run(store.write(_table))
+        before = store.groups.groups
+        commits = _commits(store)
+        got = asyncio.run(_held_then(store, [(n, False) for n in range(50)]))
+        assert got == [n * 10 for n in range(50)]  # each caller gets its own result
+        assert store.groups.groups - before == 2  # the held one, then the fifty
+        rows = _rows(store)
+        assert [n for n, _txn in rows] == list(range(50))
+        if store.kind == "sqlite":
+            assert commits.count("COMMIT") == 2  # the held group's and the fifty's
+        else:
+            assert len({txn for _n, txn in rows}) == 1
+    finally:
+        store.close()
+
+
+def test_one_refused_write_fails_alone_and_the_others_commit(target: str) -> None:
+    store = Store.open(target)
+    try:
+        asyncio.run(store.write(_table))
+        calls = [(n, n == 4) for n in range(10)]
+        got = asyncio.run(_held_then(store, calls))
+        assert isinstance(got[4], ValueError) and "write 4 refused" in str(got[4])
+        assert [g for i, g in enumerate(got) if i != 4] == [n * 10 for n in range(10) if n != 4]
+        # The group was rolled back and each ran again alone: nothing twice, nothing of 4.
+        assert [n for n, _txn in _rows(store)] == [n for n in range(10) if n != 4]
+    finally:
+        store.close()
+
+
+def test_an_idle_store_writes_a_grouped_call_at_once(target: str) -> None:
+    store = Store.open(target)
+    try:
+        asyncio.run(store.write(_table))
+
+        async def one_by_one() -> list[int]:
+            return [await store.write_grouped(_insert, n) for n in range(5)]
+
+        before = store.groups.groups
+        assert asyncio.run(one_by_one()) == [0, 10, 20, 30, 40]
+        assert store.groups.groups - before == 5  # nothing waited for company
+    finally:
+        store.close()
+
+
+def test_a_closed_store_refuses_grouped_writes(target: str) -> None:
+    store = Store.open(target)
+    asyncio.run(store.write(_table))
+    store.close()
+    with pytest.raises(RuntimeError):
+        asyncio.run(asyncio.wait_for(store.write_grouped(_insert, 1), 10))
+
+
+@requires_postgres
+def test_a_lost_lease_in_a_group_refuses_only_that_feed() -> None:
+    """Two daemons: a's lease on one feed ran out and b took it. a's polls of three feeds
+    save in one group: the taken feed's save is refused (LeaseLost), the others commit."""
+    url = fresh_database()
+    try:
+        db = open_database(url)
+        try:
+            feed_store.sync_feeds(db, [(f"https://h{i}.example/feed", f"feed {i}") for i in range(3)], NOW)
+        finally:
+            db.close()
+        a = Store.open(url, node="a", lease=60)
+        b = Store.open(url, node="b", lease=60)
+        try:
+            ids = sorted(row.id for row in asyncio.run(a.claim_feeds(NOW, 10)))
+            assert len(ids) == 3
+            taken = asyncio.run(b.claim_feeds(NOW + 120, 10))  # a's leases ran out
+            assert len(taken) == 3
+            # b finished two of them; it still holds the middle one.
+            for fid in (ids[0], ids[2]):
+                asyncio.run(
+                    b.write(
+                        lambda d, fid=fid: feed_store.update_feed(
+                            d, fid, {"leased_by": None, "lease_until": None}, holder="b"
+                        )
+                    )
+                )
+
+            def save(d: Any, fid: int) -> int:
+                feed_store.update_feed(d, fid, {"last_http_status": 304, "leased_by": None}, holder="a")
+                return fid
+
+            async def group() -> list[Any]:
+                held, release = await _hold(a)
+                tasks = [asyncio.ensure_future(a.write_grouped(save, fid)) for fid in ids]
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                release.set()
+                await held
+                return await asyncio.gather(*tasks, return_exceptions=True)
+
+            got = asyncio.run(group())
+            assert got[0] == ids[0] and got[2] == ids[2]
+            assert isinstance(got[1], feed_store.LeaseLost)
+            rows = {r.id: r for r in feed_store.all_feeds(a.db)}
+            assert rows[ids[0]].last_http_status == 304 and rows[ids[2]].last_http_status == 304
+            assert rows[ids[1]].last_http_status is None and rows[ids[1]].leased_by == "b"
+        finally:
+            a.close()
+            b.close()
+    finally:
+        drop_database(url)
