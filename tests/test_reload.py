@@ -189,3 +189,42 @@ def test_a_reloads_old_http_pool_is_closed_after_its_grace(tmp_path: Path, serve
             await rt.aclose()
 
     asyncio.run(go())
+
+
+def test_a_replaced_config_is_freed_though_the_loaded_heap_is_frozen(tmp_path: Path) -> None:
+    """The daemon freezes what it loaded (daemon.settle_heap: gc.freeze, so full
+    collections do not walk every feed's config). A reload's old config must still be
+    freed: were any of it kept by a reference cycle, the frozen generation would keep it
+    for good, and a daemon reloaded every hour would grow all year. Ten reloads of 2,000
+    feeds leave the frozen generation no bigger than one."""
+    import asyncio
+    import gc
+
+    from watchdesk.config import load_config
+    from watchdesk.daemon import settle_heap
+    from watchdesk.runtime import Runtime
+
+    feeds = [{"url": f"https://s{n}.example.org/rss", "name": f"Feed {n}"} for n in range(2000)]
+    path = write_config(tmp_path, feeds, {"drugs": WATCHLIST})
+    text = path.read_text()
+    rt = Runtime(load_config(path, check_secrets=False))
+    try:
+
+        async def reloads() -> list[int]:
+            counts = []
+            for n in range(10):
+                path.write_text(text.replace('name = "Feed 0"', f'name = "Feed zero {n}"'))
+                assert await rt.reload_config() is not None
+                rt.reload_watchlists(force=True)
+                settle_heap()
+                counts.append(gc.get_freeze_count())
+            return counts
+
+        settle_heap()
+        counts = asyncio.run(reloads())
+        assert rt.config.feeds[0].name == "Feed zero 9"
+        # One config's worth (plus a little noise) at every reload, not ten.
+        assert max(counts) - counts[0] < 0.2 * counts[0], counts
+    finally:
+        gc.unfreeze()
+        asyncio.run(rt.aclose())

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -105,9 +106,10 @@ class Daemon:
                 self._folder_checked = time.monotonic()
                 async with self._reloading:
                     if await asyncio.to_thread(self.rt.config_changed):  # an edit (globs stat off the loop)
-                        await self.rt.reload_config()
-                    else:  # the old watchlists serve while the new ones load
-                        await asyncio.to_thread(self.rt.reload_watchlists)
+                        if await self.rt.reload_config() is not None:
+                            settle_heap()
+                    elif await asyncio.to_thread(self.rt.reload_watchlists):  # the old ones serve meanwhile
+                        settle_heap()
             await self._renew_leases()
             free = self.slots - len(self.in_flight)
             if free > 0:
@@ -186,6 +188,8 @@ class Daemon:
             async with self._reloading:
                 if await self.rt.reload_config() is None:
                     self.rt.retry_unavailable_channels()
+                else:
+                    settle_heap()
         except Exception:
             log.exception("reload_failed")
         self._slot_freed.set()  # feeds added are due now
@@ -272,6 +276,7 @@ class Daemon:
             log.warning(
                 "workers_not_started error=%s: %s (they start at the first page)", type(e).__name__, e
             )
+        settle_heap()
         self.scheduler.start()
         server = await self._serve_metrics()
         gauges = asyncio.create_task(self.refresh_metrics(), name="metrics") if server else None
@@ -340,6 +345,17 @@ class Daemon:
             log.info("daemon_stop_requested signal=%s", reason)
             self.stopping.set()
             self.rt.drainer.stop_requested = True
+
+
+def settle_heap() -> None:
+    """What the daemon has loaded (config, feeds, watchlists, matcher) lives until a reload
+    replaces it: out of the cyclic collector's way (gc.freeze), so that a full collection
+    walks what polls leave behind, not every feed's config (at 300,000 feeds each full
+    collection stalled the loop for ~0.3 s). A young collection first, so that little of
+    the garbage waiting then is frozen with it. Frozen objects are still freed by their
+    reference counts: a replaced config is (test_reload.py)."""
+    gc.collect(1)
+    gc.freeze()
 
 
 async def run_daemon(config: Config, stopped_early: Callable[[], str | None] = lambda: None) -> None:
