@@ -403,3 +403,57 @@ def test_a_hanging_resolver_never_ties_up_the_default_executor(monkeypatch: pyte
         return took
 
     assert asyncio.run(go()) < 5
+
+
+class AnswerThenClose(Answer):
+    """Answers with keep-alive, then closes the connection (a server's idle timeout)."""
+
+    closed: asyncio.Event
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        type(self).closed.set()
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    """The server closes a kept-alive connection between two polls: the second poll
+    connects again and succeeds (it must not write to the closed one and fail)."""
+
+    async def main() -> None:
+        AnswerThenClose.closed = asyncio.Event()
+        async with servers(AnswerThenClose, ["127.0.0.1"]) as (origin,):
+            p = pool()
+            try:
+                AnswerThenClose.accepted = 0
+                for n in range(3):
+                    AnswerThenClose.closed.clear()
+                    resp = await p.get(f"{origin}/feed", {}, Limits())
+                    assert resp.status == 200, n
+                    await asyncio.wait_for(AnswerThenClose.closed.wait(), 10)
+                assert AnswerThenClose.accepted == 3
+            finally:
+                await p.aclose()
+
+    run(main)
+
+
+@needs_loopback_range
+def test_a_kept_alive_connection_is_reused_many_times() -> None:
+    """The socket's readiness is asked of the same connection at every request: one
+    connection serves 20 polls of one feed in a row."""
+
+    async def main() -> None:
+        async with servers(Answer, [address(7)]) as (origin,):
+            p = pool()
+            try:
+                Answer.accepted = 0
+                for _ in range(20):
+                    assert (await p.get(f"{origin}/feed", {}, Limits())).status == 200
+                assert Answer.accepted == 1
+            finally:
+                await p.aclose()
+
+    run(main)
