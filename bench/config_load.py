@@ -63,10 +63,24 @@ def write(folder: Path, feeds: int, watchlists: int, feeds_files: int) -> Path:
     return folder / "watchdesk.toml"
 
 
+def rss_now_mib() -> float:
+    """This process's resident size now (VmRSS; 0 where /proc has none)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def load(config: Path, profile: int, trace: bool) -> None:
     """In the child: load once, print the figures."""
     from watchdesk.config import load_config
     from watchdesk.errors import ConfigError
+
+    before = rss_now_mib()  # the imports
 
     def once() -> Any:
         try:
@@ -103,7 +117,8 @@ def load(config: Path, profile: int, trace: bool) -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(
         f"load_config: {took:.2f} s for {len(loaded.feeds):,} feeds and {len(loaded.watchlists):,} "
-        f"watchlists; peak RSS {rss:.0f} MiB{peak}"
+        f"watchlists; peak RSS {rss:.0f} MiB{peak}; RSS {before:.0f} MiB before the load (imports), "
+        f"{rss_now_mib():.0f} MiB after it (the config kept, and what the allocators did not give back)"
     )
 
 
@@ -113,7 +128,11 @@ def main() -> None:
     parser.add_argument("--watchlists", type=int, default=1_000)
     parser.add_argument("--feeds-files", type=int, default=0, help="spread the feeds over N feeds files")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's top N")
-    parser.add_argument("--tracemalloc", action="store_true", help="also the peak of Python allocations")
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="also the peak of Python allocations (its traces inflate the RSS figures)",
+    )
     parser.add_argument("--src", type=Path, help="a src/ folder to import watchdesk from")
     parser.add_argument("--load", type=Path, help=argparse.SUPPRESS)  # the child's part
     args = parser.parse_args()
