@@ -92,52 +92,47 @@ def _commits(store: Store) -> list[str]:
     return seen
 
 
-def test_writes_queued_together_commit_in_one_transaction(target: str) -> None:
-    store = Store.open(target)
+@pytest.fixture
+def store(target: str) -> Iterator[Store]:
+    """An open store (either backend) with the table t."""
+    opened = Store.open(target)
     try:
-        asyncio.run(store.write(_table))
-        before = store.groups.groups
-        commits = _commits(store)
-        got = asyncio.run(_held_then(store, [(n, False) for n in range(50)]))
-        assert got == [n * 10 for n in range(50)]  # each caller gets its own result
-        assert store.groups.groups - before == 2  # the held one, then the fifty
-        rows = _rows(store)
-        assert [n for n, _txn in rows] == list(range(50))
-        if store.kind == "sqlite":
-            assert commits.count("COMMIT") == 2  # the held group's and the fifty's
-        else:
-            assert len({txn for _n, txn in rows}) == 1
+        asyncio.run(opened.write(_table))
+        yield opened
     finally:
-        store.close()
+        opened.close()
 
 
-def test_one_refused_write_fails_alone_and_the_others_commit(target: str) -> None:
-    store = Store.open(target)
-    try:
-        asyncio.run(store.write(_table))
-        calls = [(n, n == 4) for n in range(10)]
-        got = asyncio.run(_held_then(store, calls))
-        assert isinstance(got[4], ValueError) and "write 4 refused" in str(got[4])
-        assert [g for i, g in enumerate(got) if i != 4] == [n * 10 for n in range(10) if n != 4]
-        # The group was rolled back and each ran again alone: nothing twice, nothing of 4.
-        assert [n for n, _txn in _rows(store)] == [n for n in range(10) if n != 4]
-    finally:
-        store.close()
+def test_writes_queued_together_commit_in_one_transaction(store: Store) -> None:
+    before = store.groups.groups
+    commits = _commits(store)
+    got = asyncio.run(_held_then(store, [(n, False) for n in range(50)]))
+    assert got == [n * 10 for n in range(50)]  # each caller gets its own result
+    assert store.groups.groups - before == 2  # the held one, then the fifty
+    rows = _rows(store)
+    assert [n for n, _txn in rows] == list(range(50))
+    if store.kind == "sqlite":
+        assert commits.count("COMMIT") == 2  # the held group's and the fifty's
+    else:
+        assert len({txn for _n, txn in rows}) == 1
 
 
-def test_an_idle_store_writes_a_grouped_call_at_once(target: str) -> None:
-    store = Store.open(target)
-    try:
-        asyncio.run(store.write(_table))
+def test_one_refused_write_fails_alone_and_the_others_commit(store: Store) -> None:
+    calls = [(n, n == 4) for n in range(10)]
+    got = asyncio.run(_held_then(store, calls))
+    assert isinstance(got[4], ValueError) and "write 4 refused" in str(got[4])
+    assert [g for i, g in enumerate(got) if i != 4] == [n * 10 for n in range(10) if n != 4]
+    # The group was rolled back and each ran again alone: nothing twice, nothing of 4.
+    assert [n for n, _txn in _rows(store)] == [n for n in range(10) if n != 4]
 
-        async def one_by_one() -> list[int]:
-            return [await store.write_grouped(_insert, n) for n in range(5)]
 
-        before = store.groups.groups
-        assert asyncio.run(one_by_one()) == [0, 10, 20, 30, 40]
-        assert store.groups.groups - before == 5  # nothing waited for company
-    finally:
-        store.close()
+def test_an_idle_store_writes_a_grouped_call_at_once(store: Store) -> None:
+    async def one_by_one() -> list[int]:
+        return [await store.write_grouped(_insert, n) for n in range(5)]
+
+    before = store.groups.groups
+    assert asyncio.run(one_by_one()) == [0, 10, 20, 30, 40]
+    assert store.groups.groups - before == 5  # nothing waited for company
 
 
 def test_a_closed_store_refuses_grouped_writes(target: str) -> None:

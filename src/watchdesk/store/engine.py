@@ -132,7 +132,7 @@ class WriteGroups:
         outcomes: list[Outcome] = []
         for call in calls:
             try:
-                outcomes.append((True, self._run(_alone, call)))
+                outcomes.append((True, self._run(_together, [call])[0]))
             except Exception as e:
                 outcomes.append((False, e))
         return outcomes
@@ -141,11 +141,6 @@ class WriteGroups:
 def _together(db: Any, calls: list[Call]) -> list[Any]:
     with without_fsync(db):
         return [call(db) for call in calls]
-
-
-def _alone(db: Any, call: Call) -> Any:
-    with without_fsync(db):
-        return call(db)
 
 
 def _settle(futures: list[asyncio.Future[Any]], outcomes: list[Outcome]) -> None:
