@@ -7,6 +7,7 @@ so what forms one group is decided by the test, not by timing."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,6 +125,50 @@ def test_one_refused_write_fails_alone_and_the_others_commit(store: Store) -> No
     assert [g for i, g in enumerate(got) if i != 4] == [n * 10 for n in range(10) if n != 4]
     # The group was rolled back and each ran again alone: nothing twice, nothing of 4.
     assert [n for n, _txn in _rows(store)] == [n for n in range(10) if n != 4]
+
+
+def _grouped(store: Store, calls: list[Any]) -> list[Any]:
+    """These grouped calls (fn(db)) queued behind a held group: written as one group."""
+
+    async def go() -> list[Any]:
+        held, release = await _hold(store)
+        tasks = [asyncio.ensure_future(store.groups.call(call)) for call in calls]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        release.set()
+        await held
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    return asyncio.run(go())
+
+
+def test_a_write_the_database_refuses_fails_alone(store: Store) -> None:
+    """The database itself refuses one write of the group (a duplicate key; on PostgreSQL
+    the error arrives only when the pipeline syncs): that caller gets the error, the
+    others commit, once each."""
+    asyncio.run(store.write(lambda db: _insert(db, 100)))
+    before = store.groups.groups
+    calls = [functools.partial(_insert, n=n) for n in (1, 2, 100, 3)]
+    got = _grouped(store, calls)
+    assert got[0] == 10 and got[1] == 20 and got[3] == 30
+    assert isinstance(got[2], Exception) and ("t.n" in str(got[2]) or "t_pkey" in str(got[2]))
+    assert [n for n, _txn in _rows(store)] == [1, 2, 3, 100]
+    assert store.groups.groups - before == 2  # the held group, then the four (rolled back, then alone)
+
+
+def test_a_count_read_inside_a_group_is_its_statement_s(store: Store) -> None:
+    """A grouped write that reads how many rows its statement changed gets the true count,
+    also while its group's statements are pipelined (PostgreSQL sends them without
+    waiting, and the count arrives with the answer)."""
+    asyncio.run(store.write(lambda db: [_insert(db, n) for n in (1, 2)]))
+
+    def changed(db: Any, n: int) -> tuple[int, bool]:
+        pipelining = bool(getattr(db, "pipelining", False))
+        return db.execute("UPDATE t SET txn = 'x' WHERE n = ?", [n]).rowcount, pipelining
+
+    got = _grouped(store, [functools.partial(changed, n=n) for n in (1, 5, 2)])
+    assert [count for count, _p in got] == [1, 0, 1]
+    assert all(p == (store.kind == "postgresql") for _c, p in got)  # a group pipelines on PostgreSQL
 
 
 def test_an_idle_store_writes_a_grouped_call_at_once(store: Store) -> None:

@@ -31,8 +31,10 @@ transaction (a feed's state after a poll that found nothing new). Calls that arr
 while a group is being written wait for the next group, which runs them all in one
 transaction (without fsync: db.without_fsync), so a busy daemon pays one commit, one
 thread hand-off and one loop wake-up per group, not per poll; an idle one runs each at
-once. If anything in a group fails, the group is rolled back and each call runs alone in
-its own transaction, so one refusal (a lost lease, a bad row) is its caller's only.
+once. On PostgreSQL a group's statements are pipelined (sql.pipelined): sent without
+waiting for each one's answer, so a group costs one round trip. If anything in a group
+fails, the group is rolled back and each call runs alone in its own transaction, so one
+refusal (a lost lease, a bad row) is its caller's only.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from . import feeds as feed_store
 from . import lock as database_lock
 from .db import database_size, open_db, without_fsync
 from .lock import DatabaseLock
+from .sql import pipelined
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -139,7 +142,7 @@ class WriteGroups:
 
 
 def _together(db: Any, calls: list[Call]) -> list[Any]:
-    with without_fsync(db):
+    with pipelined(db), without_fsync(db):
         return [call(db) for call in calls]
 
 

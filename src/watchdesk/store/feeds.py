@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .sql import values_of
+from .sql import later, values_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +231,12 @@ def update_feed(
         f"UPDATE feeds SET {sets} WHERE id = ? AND (leased_by IS NULL OR leased_by = ?)",
         [*changes.values(), feed_id, holder],
     )
-    if cursor.rowcount == 0 and db.execute("SELECT 1 FROM feeds WHERE id = ?", [feed_id]).fetchone():
-        raise LeaseLost(f"feed {feed_id} is leased to another daemon")
+
+    def check() -> None:
+        if cursor.rowcount == 0 and db.execute("SELECT 1 FROM feeds WHERE id = ?", [feed_id]).fetchone():
+            raise LeaseLost(f"feed {feed_id} is leased to another daemon")
+
+    later(db, check)  # in a group commit's pipeline (PostgreSQL): before the group commits
 
 
 def lease_ends_at(db: sqlite_utils.Database, now: float) -> float | None:

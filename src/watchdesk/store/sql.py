@@ -10,8 +10,8 @@ ids, streaming a large result) they ask here, by `is_postgres(db)`.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 
@@ -44,6 +44,24 @@ class Database(Protocol):
 
 def is_postgres(db: object) -> bool:
     return getattr(db, "dialect", "sqlite") == "postgresql"
+
+
+def pipelined(db: Any) -> AbstractContextManager[Any]:
+    """A block whose statements need not wait for each other's results (PostgreSQL's
+    pipeline mode, for a group commit's many small writes; SQLite runs in-process and has
+    nothing to wait for). Store functions that read a count a later statement does not
+    need hand the check to later()."""
+    return db.pipelined() if is_postgres(db) else nullcontext(db)
+
+
+def later(db: Any, check: Callable[[], None]) -> None:
+    """Run `check` once the statements sent so far have their results: at once, or
+    inside pipelined() before the enclosing transaction commits (its exception rolls
+    that transaction back, as if raised at once)."""
+    if is_postgres(db):
+        db.later(check)
+    else:
+        check()
 
 
 def values_of(db: object, values: Collection[int] | Collection[str], *, kind: str = "int") -> tuple[str, Any]:
