@@ -188,6 +188,60 @@ def test_a_closed_store_refuses_grouped_writes(target: str) -> None:
         asyncio.run(asyncio.wait_for(store.write_grouped(_insert, 1), 10))
 
 
+def test_grouped_feed_saves_write_what_each_said(target: str) -> None:
+    """Feed saves of one group (on PostgreSQL one UPDATE per set of columns, the rows as
+    arrays): each feed gets exactly its own values, NULLs, whole and fractional numbers
+    included, and a feed saved twice in the group ends with its second save."""
+    db = open_database(target)
+    try:
+        feed_store.sync_feeds(db, [(f"https://h{i}.example/feed", f"feed {i}") for i in range(5)], NOW)
+        ids = [row.id for row in feed_store.all_feeds(db)]
+    finally:
+        db.close()
+    base = {
+        "status": "ok",
+        "consecutive_errors": 0,
+        "last_error": None,
+        "leased_by": None,
+        "lease_until": None,
+    }
+    saves: list[tuple[int, dict[str, Any]]] = [
+        (ids[0], {**base, "next_check_at": NOW + 900, "last_http_status": 304, "polled_by": "a"}),
+        (ids[1], {**base, "next_check_at": NOW + 901.25, "last_http_status": 304, "polled_by": "a"}),
+        (
+            ids[2],
+            {
+                **base,
+                "status": "failing",
+                "consecutive_errors": 3,
+                "last_error": "timeout",
+                "failing_since": NOW,
+            },
+        ),
+        (ids[3], {**base, "next_check_at": 1_900_000_000, "last_http_status": None, "polled_by": None}),
+        (ids[0], {**base, "next_check_at": NOW + 1800, "last_http_status": 200, "polled_by": "a"}),  # again
+        (ids[4], {"etag": 'W/"x\'y"', "body_hash": "ab" * 32, "overflows": 2}),
+    ]
+
+    def save(fid: int, changes: dict[str, Any]) -> Any:
+        return lambda d: feed_store.update_feed(d, fid, dict(changes), holder="a")
+
+    store = Store.open(target, node="a")
+    try:
+        got = _grouped(store, [save(fid, changes) for fid, changes in saves])
+        assert got == [None] * len(saves)
+        rows = {r.id: r for r in feed_store.all_feeds(store.db)}
+    finally:
+        store.close()
+    final: dict[int, dict[str, Any]] = {}
+    for fid, changes in saves:
+        final[fid] = changes  # the last save of a feed is what it says
+    for fid, changes in final.items():
+        for column, value in changes.items():
+            assert getattr(rows[fid], column) == value, (fid, column)
+    assert rows[ids[4]].status == "new" and rows[ids[4]].next_check_at is not None  # untouched columns
+
+
 @requires_postgres
 def test_a_lost_lease_in_a_group_refuses_only_that_feed() -> None:
     """Two daemons: a's lease on one feed ran out and b took it. a's polls of three feeds

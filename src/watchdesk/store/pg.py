@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -69,6 +69,9 @@ class PgDatabase:
         self._depth = 0  # savepoints open
         self._pipeline: Any = None  # psycopg's Pipeline while pipelined()
         self._checks: list[Callable[[], None]] = []  # later(): run once the results are in
+        # batch(): rows waiting to be written in one statement per key, and whose they are
+        self._batches: dict[Hashable, tuple[Callable[[PgDatabase, list[Any]], None], list[Any]]] = {}
+        self._batched: set[Hashable] = set()
 
     @property
     def conn(self) -> PgDatabase:  # db.conn.executemany / db.conn.in_transaction, as with sqlite3
@@ -81,6 +84,8 @@ class PgDatabase:
         return bool(self._conn.info.transaction_status != TransactionStatus.IDLE)
 
     def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Any:
+        if self._batches:  # what was batched is written before anything that may read it
+            self._flush()
         if parameters is None or len(parameters) == 0:
             cursor = self._conn.execute(sql)
         else:
@@ -106,6 +111,8 @@ class PgDatabase:
             finally:
                 self._pipeline = None
                 self._checks = []
+                self._batches = {}
+                self._batched = set()
 
     def later(self, check: Callable[[], None]) -> None:
         """Run `check` (which reads results and may raise) once the statements sent so far
@@ -116,7 +123,30 @@ class PgDatabase:
         else:
             self._checks.append(check)
 
+    def batch(
+        self, key: Hashable, write: Callable[[PgDatabase, list[Any]], None], row: Any, ident: Hashable
+    ) -> None:
+        """Have write(db, rows) write `row` with the other rows batched under `key`, in one
+        statement: while pipelined, sent before the next other statement or the commit
+        (a second row of the same `ident`, in any batch, sends what waits first, so writes
+        to one row keep their order); otherwise at once, alone. write() hands what it must
+        check of the answer to later()."""
+        if self._pipeline is None:
+            write(self, [row])
+            return
+        if ident in self._batched:
+            self._flush()
+        self._batches.setdefault(key, (write, []))[1].append(row)
+        self._batched.add(ident)
+
+    def _flush(self) -> None:
+        batches, self._batches, self._batched = self._batches, {}, set()
+        for write, rows in batches.values():
+            write(self, rows)
+
     def _settle(self) -> None:
+        if self._batches:
+            self._flush()
         if self._checks:
             self._pipeline.sync()
             checks, self._checks = self._checks, []
