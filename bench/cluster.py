@@ -1,7 +1,8 @@
 """Cluster (shared PostgreSQL store): polls/s and CPU per poll of real `watchdesk run`
 daemons dividing --feeds (10,000) feeds by leases, against one daemon on SQLite.
 
-Four scenarios, in one run, each on a fresh database and its own range of feed paths:
+Three scenarios (and a fourth on request), in one run, each on a fresh database and its
+own range of feed paths:
 
   sqlite-1  one daemon, SQLite file                     taskset -c 0
   pg-1      one daemon, PostgreSQL (node "a")           taskset -c 0
@@ -10,9 +11,11 @@ Four scenarios, in one run, each on a fresh database and its own range of feed p
             its own --feeds feeds and database          taskset -c 1 (PostgreSQL, node b),
                                                         swapped every other round
 
-side is the CPU goal's paired measurement: both daemons run through the same moments of
-the machine, so a shared VM's speed drifting (it moved whole runs by 30%) moves both;
-the sequential runs are printed beside it.
+While one daemon runs (sqlite-1, pg-1) the origins, PostgreSQL and this script are
+confined to the other core (--confine), so the daemon's core is its own; the CPU goal is
+judged on the median of each round's PG-1/SQLite-1 ratio (rounds alternate their order).
+side is a cross-check only: on 2 cores the two daemons, the origins and PostgreSQL
+contend, and its ratios spread wider (0.88 to 1.31 in one run) than the confined runs'.
 
 The feed origins (one server process, --ports ports of 127.0.0.1), PostgreSQL, and this
 script are NOT pinned: on a 2-core machine they share the cores with the daemons, and the
@@ -81,6 +84,7 @@ LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"
 GOAL_CPU = 1.10  # PG-1 CPU/poll over SQLite-1 CPU/poll, at most
 GOAL_SCALE = 1.6  # PG-2 polls/s over PG-1 polls/s, at least
 SCENARIOS = ("sqlite-1", "pg-1", "pg-2", "side")
+DEFAULT_SCENARIOS = ("sqlite-1", "pg-1", "pg-2")
 CLAIM_HIST = "watchdesk_feed_claim_seconds"
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -267,6 +271,26 @@ def postgres_cpu(table: dict[int, tuple[int, str, int]]) -> float:
     """Every postgres process (postmaster, backends, its helpers; the CPU of exited backends
     is in the postmaster's cutime)."""
     return sum(t for _pp, comm, t in table.values() if comm.startswith("postgres")) / _TICK
+
+
+def confine(pids: list[int], cores: set[int]) -> int:
+    """Every thread of these processes (and of every postgres process: its postmaster,
+    so backends started later too) onto `cores`; how many threads were moved. A single
+    daemon's core is then its own (the origins, PostgreSQL and this script on the other),
+    and its CPU per poll is not the share a neighbour left it."""
+    table = proc_table()
+    targets = set(pids) | {pid for pid, (_pp, comm, _t) in table.items() if comm.startswith("postgres")}
+    moved = 0
+    for pid in targets:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cores)
+                moved += 1
+    return moved
 
 
 def machine_cpu() -> dict[str, tuple[int, int]]:
@@ -654,6 +678,10 @@ def run_scenario(
         flush=True,
     )
     procs: list[Proc] = []
+    cores = os.cpu_count() or 1
+    if args.confine and args.pin and cores >= 2:
+        # one daemon on core 0: the rest on the others; two daemons: everything everywhere
+        confine([origins.pid, os.getpid()], set(range(1, cores)) if daemons_n == 1 else set(range(cores)))
     try:
         for k in range(daemons_n):
             node = "ab"[k]
@@ -826,7 +854,13 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
             if args.pin
             else "nothing"
         )
-        + f"; NOT pinned: the origin server ({args.ports} ports, one process), PostgreSQL, this script; {cores} CPUs"
+        + (
+            f"; the origin server ({args.ports} ports, one process), PostgreSQL and this script: on cores 1.. "
+            f"while one daemon runs (--confine), on every core while two do; {cores} CPUs"
+            if args.confine and args.pin and cores >= 2
+            else f"; NOT pinned: the origin server ({args.ports} ports, one process), PostgreSQL, this script; "
+            f"{cores} CPUs"
+        )
     )
     print(
         f"{'scenario':<11} {'polls/s':>8} {'CPU ms/poll':>11} {'claim p50/p95 ms':>17} {'window s':>11} "
@@ -877,12 +911,9 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
     if sides:
         # per_daemon: (node, core, polls/s, CPU ms/poll, cores); a is SQLite, b PostgreSQL
         ratios = [r.per_daemon[1][3] / r.per_daemon[0][3] for r in sides]
-        judged = statistics.median(ratios)
-        met = judged <= GOAL_CPU
-        ok &= met
         print(
-            f"goal, PostgreSQL daemon CPU/poll / SQLite daemon CPU/poll, side by side (the same moments), median of "
-            f"{len(ratios)} runs: {judged:.2f}x, goal <= {GOAL_CPU:.2f}x: {'met' if met else 'NOT met'}"
+            f"side by side (a cross-check, not the goal's measure): PostgreSQL daemon CPU/poll / SQLite daemon "
+            f"CPU/poll, the same moments, median of {len(ratios)} runs: {statistics.median(ratios):.2f}x"
         )
         print(
             "      each run's: "
@@ -896,11 +927,9 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
         pairs = paired(results, "pg-1", "sqlite-1", lambda r: r.cpu_per_poll)
         judged = statistics.median(pairs)
         met = judged <= GOAL_CPU
-        if not sides:  # the side-by-side runs judge the goal when there are any
-            ok &= met
+        ok &= met
         print(
-            ("goal" if not sides else "the same, one after the other")
-            + f", PG-1 CPU/poll / SQLite-1 CPU/poll, median of the rounds' ratios: {judged:.2f}x, goal <= "
+            f"goal, PG-1 CPU/poll / SQLite-1 CPU/poll, median of the rounds' ratios: {judged:.2f}x, goal <= "
             f"{GOAL_CPU:.2f}x: {'met' if met else 'NOT met'}"
         )
         print(
@@ -1030,10 +1059,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--rounds", type=int, default=3, help="rounds of all scenarios, interleaved; medians compared"
     )
     g.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, of {', '.join(SCENARIOS)}"
+        "--scenarios", default=",".join(DEFAULT_SCENARIOS), help=f"comma-separated, of {', '.join(SCENARIOS)}"
     )
     g.add_argument("--database-url", default=None, help="PostgreSQL server URL (default: /tmp/pgdev/url)")
     g.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True, help="taskset -c 0 / -c 1")
+    g.add_argument(
+        "--confine",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="while one daemon runs (on core 0), the origins, PostgreSQL and this script on the other cores",
+    )
     g.add_argument(
         "--profile", action="store_true", help="py-spy each daemon of each scenario for a few seconds"
     )
