@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import rtoml
 
-from watchdesk.config import load_config, tomlcheck
+from watchdesk.config import load_config, tomlcheck, tomlchunks
 from watchdesk.config.watchlists import load_watchlists
 from watchdesk.errors import ConfigError
 
@@ -172,3 +172,102 @@ def test_random_feed_lists_read_as_tomllib_reads_them() -> None:
         assert rtoml.loads(text) == expected, text
         fast_used += 1
     assert fast_used > 100
+
+
+# ---- a long run of [[feed]] tables is read in pieces (config/tomlchunks.py) -------------
+
+
+def _pieces(text: str) -> tuple[object, int]:
+    """tomlchunks.loads with pieces of one table, and how many rtoml calls it made."""
+    calls = [0]
+    real = tomlchunks.rtoml.loads
+
+    def counting(t: str) -> object:
+        calls[0] += 1
+        return real(t)
+
+    tomlchunks.rtoml.loads = counting  # type: ignore[assignment]
+    try:
+        return tomlchunks.loads(text, min_bytes=0, per_piece=1), calls[0]
+    finally:
+        tomlchunks.rtoml.loads = real  # type: ignore[assignment]
+
+
+SPLIT = [  # plain runs of [[feed]] tables: read in pieces, and the same; their tables
+    ('[watchdesk]\ndatabase = "w.db"\n\n[[feed]]\nurl = "https://a/1"\n[[feed]]\nurl = "https://a/2"\n', 2),
+    ('[[feed]]\r\nurl = "https://a/1"\r\ntags = ["a",\r\n  "b"]\r\n[[ feed ]] # two\r\nname = "B"\r\n', 2),
+    (
+        "[polling]\ninterval = '1m'\n  [[feed]]  # one\nurl = 'u' # c\n\n[[feed]]\ntags = [ ]\n[[feed]]\nx = {a = 1}\n",
+        3,
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "tables"), SPLIT)
+def test_a_plain_feed_list_is_read_in_pieces_and_is_the_same(text: str, tables: int) -> None:
+    got, calls = _pieces(text)
+    expected = tomllib.loads(text)
+    assert got == expected and list(got) == list(expected)  # type: ignore[call-overload]
+    assert calls == 1 + tables  # what precedes the first [[feed]], then one call per table
+
+
+@pytest.mark.parametrize("text", SAME + ODD)
+def test_anything_unusual_is_read_as_one_parse_reads_it(text: str) -> None:
+    """Headers other than [[feed]] after the first feed, multi-line strings, a [[feed]]
+    line inside a string: the whole file is parsed at once (or split where it is safe),
+    and the result is tomllib's."""
+    got, _calls = _pieces(text)
+    assert got == tomllib.loads(text)
+
+
+@pytest.mark.parametrize(("text", "line"), INVALID)
+def test_a_piece_that_does_not_parse_is_reported_at_its_line(
+    tmp_path: Path, text: str, line: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tomlchunks, "MIN_BYTES", 0)
+    monkeypatch.setattr(tomlchunks, "PER_PIECE", 1)
+    with pytest.raises(rtoml.TomlParsingError):
+        tomlchunks.loads(text)
+    path = tmp_path / "watchdesk.toml"
+    path.write_bytes(text.encode())
+    problems: list[object] = []
+    assert tomlcheck.read_toml(path, problems) is None  # type: ignore[arg-type]
+    [problem] = problems
+    assert problem.line == line, problem  # type: ignore[attr-defined]
+
+
+def test_random_feed_lists_read_in_pieces_as_tomllib_reads_them() -> None:
+    rng = random.Random(1504)
+    keys = ['url = "https://x.example/{n}"', "name = 'Feed {n}'", 'tags = ["a{n}",\n "b"]', "enabled = false"]
+    split = 0
+    for _ in range(200):
+        lines = ["[watchdesk]", 'database = "w.db"', rng.choice(["", "[polling]\ninterval = '5m'"])]
+        for n in range(rng.randint(1, 8)):
+            lines.append(rng.choice(["[[feed]]", "  [[feed]] # f", "[[ feed ]]", "[[feed]]", "[health]"]))
+            lines += [k.format(n=n) for k in rng.sample(keys, rng.randint(0, 4))]
+            lines.append(rng.choice(["", "# note", "\n"]))
+        text = "\n".join(lines)
+        try:
+            expected = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            with pytest.raises(rtoml.TomlParsingError):
+                tomlchunks.loads(text, min_bytes=0, per_piece=2)
+            continue
+        got, calls = _pieces(text)
+        assert got == expected, text
+        split += calls > 1
+    assert split > 50
+
+
+def test_a_big_config_read_in_pieces_loads_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write(tmp_path / "a", 300)
+    whole = load_config(config, check_secrets=False)
+    monkeypatch.setattr(tomlchunks, "MIN_BYTES", 0)
+    monkeypatch.setattr(tomlchunks, "PER_PIECE", 7)
+    assert load_config(config, check_secrets=False).feeds == whole.feeds and len(whole.feeds) == 302
+    write(tmp_path / "bad", 300, bad_feed=250)
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "bad" / "watchdesk.toml", check_secrets=False)
+    assert [str(p).split(": ", 1)[0] for p in e.value.problems] == [
+        f"{tmp_path / 'bad' / 'feeds' / 'all.toml'}:1004"
+    ]
