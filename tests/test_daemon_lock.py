@@ -19,7 +19,7 @@ def wait_for_lock(db: Path, timeout: float = 90.0) -> int | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = lock.holder(db)
-        if pid:
+        if pid is not None and pid > 0:  # -1: held, its PID not written yet
             return pid
         time.sleep(0.05)
     return None

@@ -75,7 +75,8 @@ def hold(database: Path | str, what: str = "watchdesk run") -> DatabaseLock:
 
 
 def holder(database: Path | str) -> int | None:
-    """The PID holding the database's lock, or None when nobody does (never blocks)."""
+    """The PID holding the database's lock, or None when nobody does (never blocks); -1
+    when it is held but the holder has not written its PID yet (it is starting)."""
     path = lock_path(database)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
