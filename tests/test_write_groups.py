@@ -242,6 +242,39 @@ def test_grouped_feed_saves_write_what_each_said(target: str) -> None:
     assert rows[ids[4]].status == "new" and rows[ids[4]].next_check_at is not None  # untouched columns
 
 
+def test_a_savepoint_rolled_back_in_a_group_keeps_the_saves_before_it(target: str) -> None:
+    """A grouped call that rolls back a savepoint of its own (and carries on) undoes its
+    own work only: a feed save queued before it in the group (on PostgreSQL batched,
+    not yet sent) is still written."""
+    db = open_database(target)
+    try:
+        feed_store.sync_feeds(db, [("https://h.example/feed", "feed")], NOW)
+        [fid] = [row.id for row in feed_store.all_feeds(db)]
+    finally:
+        db.close()
+
+    def save(d: Any) -> None:
+        feed_store.update_feed(d, fid, {"last_http_status": 304, "leased_by": None}, holder="a")
+
+    def careful(d: Any) -> str:
+        try:
+            with d.atomic():
+                d.execute("UPDATE feeds SET last_error = 'mine' WHERE id = ?", [fid])
+                raise ValueError("changed my mind")
+        except ValueError:
+            return "rolled back"
+        return "kept"
+
+    store = Store.open(target, node="a")
+    try:
+        asyncio.run(store.write(_table))
+        assert _grouped(store, [save, careful]) == [None, "rolled back"]
+        [row] = feed_store.all_feeds(store.db)
+    finally:
+        store.close()
+    assert row.last_http_status == 304 and row.last_error is None
+
+
 @requires_postgres
 def test_a_lost_lease_in_a_group_refuses_only_that_feed() -> None:
     """Two daemons: a's lease on one feed ran out and b took it. a's polls of three feeds

@@ -154,6 +154,8 @@ class PgDatabase:
                 check()
 
     def executemany(self, sql: str, seq_of_parameters: Any) -> Any:
+        if self._batches:
+            self._flush()
         cursor = self._conn.cursor()
         rows = [list(p) for p in seq_of_parameters]
         if rows:
@@ -171,6 +173,7 @@ class PgDatabase:
     @contextmanager
     def _transaction(self, fast: bool) -> Iterator[PgDatabase]:
         if self.in_transaction:
+            self._settle()  # what came before the savepoint is not its to roll back, nor to refuse
             self._depth += 1
             name = f"wd_{self._depth}"
             self._conn.execute(f"SAVEPOINT {name}")
