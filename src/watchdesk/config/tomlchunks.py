@@ -51,6 +51,5 @@ def loads(text: str, *, min_bytes: int | None = None, per_piece: int | None = No
         if list(piece) != ["feed"]:  # cannot happen with only [[feed]] headers; be sure
             return rtoml.loads(text)
         feeds.extend(piece["feed"])
-        del piece
     data["feed"] = feeds
     return data

@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import select
-import socket
 import ssl
 import zlib
 from collections import OrderedDict, deque
@@ -38,6 +36,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpcore
 import httpx
+from httpcore._utils import is_socket_readable  # what httpcore's own streams answer with
 
 from .. import __version__
 from ..web import lower_scheme, tls_context, url_problem
@@ -271,23 +270,12 @@ class _TurnStream(httpcore.AsyncNetworkStream):
         # httpcore asks "is_readable" of every idle connection in a client's pool at every
         # request (has_expired), and anyio answers each ask with a getpeername() and a new
         # dict of attributes: a sixth of the loop's time at 300 polls/s. The socket does
-        # not change, so it is looked up once.
+        # not change, so it is looked up once and polled as httpcore itself polls it.
         if info in ("is_readable", "socket"):
             if self._socket is _UNKNOWN:
                 self._socket = self.inner.get_extra_info("socket")
-            return self._socket if info == "socket" else _readable(self._socket)
+            return self._socket if info == "socket" else is_socket_readable(self._socket)
         return self.inner.get_extra_info(info)
-
-
-def _readable(sock: socket.socket | None) -> bool:
-    """httpcore's is_socket_readable: something to read on an idle connection (the
-    server's close, or stray bytes) means it is not to be reused; no socket, likewise."""
-    fd = -1 if sock is None else sock.fileno()
-    if fd < 0:
-        return True
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 @dataclass(slots=True)

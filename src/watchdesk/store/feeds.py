@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .sql import later, values_of
+from .sql import batch, later, pipelining, values_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,10 +224,11 @@ def update_feed(
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"not feed columns: {sorted(unknown)}")
-    if holder is not None and getattr(db, "pipelining", False):
+    if holder is not None and pipelining(db):
         # a group commit on PostgreSQL: one UPDATE for the group's feeds (of these columns)
         columns = tuple(changes)
-        db.batch(  # type: ignore[attr-defined]
+        batch(
+            db,
             ("feeds", *columns),
             partial(_update_feeds, columns),
             (feed_id, holder, *changes.values()),

@@ -10,7 +10,7 @@ ids, streaming a large result) they ask here, by `is_postgres(db)`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
@@ -52,6 +52,21 @@ def pipelined(db: Any) -> AbstractContextManager[Any]:
     nothing to wait for). Store functions that read a count a later statement does not
     need hand the check to later()."""
     return db.pipelined() if is_postgres(db) else nullcontext(db)
+
+
+def pipelining(db: Any) -> bool:
+    """Inside pipelined() on PostgreSQL: writes may wait in batch() for the group's commit."""
+    return bool(is_postgres(db) and db.pipelining)
+
+
+def batch(db: Any, key: Hashable, write: Callable[[Any, list[Any]], None], row: Any, ident: Hashable) -> None:
+    """write(db, rows) of `row` together with the other rows batched under `key`, in one
+    statement before the next other statement or the commit (pg.PgDatabase.batch); a
+    write to one `ident` twice keeps its order. Outside pipelined(): at once, alone."""
+    if pipelining(db):
+        db.batch(key, write, row, ident)
+    else:
+        write(db, [row])
 
 
 def later(db: Any, check: Callable[[], None]) -> None:
