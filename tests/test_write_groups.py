@@ -17,6 +17,7 @@ import pytest
 from pg_fixture import drop_database, fresh_database, requires_postgres
 
 from watchdesk.store import feeds as feed_store
+from watchdesk.store import sql
 from watchdesk.store.engine import Store, open_database
 
 NOW = 1_800_000_000.0
@@ -74,16 +75,24 @@ async def _hold(store: Store) -> tuple[asyncio.Future[Any], threading.Event]:
     return held, release
 
 
-async def _held_then(store: Store, calls: list[tuple[int, bool]]) -> list[Any]:
-    """Hold the group being written, queue the grouped writes, let it go; what each
-    caller got."""
-    held, release = await _hold(store)
-    tasks = [asyncio.ensure_future(store.write_grouped(_insert, n, fail)) for n, fail in calls]
-    for _ in range(3):
-        await asyncio.sleep(0)  # every task has queued its write
-    release.set()
-    await held
-    return await asyncio.gather(*tasks, return_exceptions=True)
+def _grouped(store: Store, calls: list[Any]) -> list[Any]:
+    """These grouped writes (fn(db)) queued behind a held group, so that they are written
+    as one group; what each caller got."""
+
+    async def go() -> list[Any]:
+        held, release = await _hold(store)
+        tasks = [asyncio.ensure_future(store.write_grouped(call)) for call in calls]
+        for _ in range(3):
+            await asyncio.sleep(0)  # every task has queued its write
+        release.set()
+        await held
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    return asyncio.run(go())
+
+
+def _inserts(calls: list[tuple[int, bool]]) -> list[Any]:
+    return [functools.partial(_insert, n=n, fail=fail) for n, fail in calls]
 
 
 def _commits(store: Store) -> list[str]:
@@ -107,7 +116,7 @@ def store(target: str) -> Iterator[Store]:
 def test_writes_queued_together_commit_in_one_transaction(store: Store) -> None:
     before = store.groups.groups
     commits = _commits(store)
-    got = asyncio.run(_held_then(store, [(n, False) for n in range(50)]))
+    got = _grouped(store, _inserts([(n, False) for n in range(50)]))
     assert got == [n * 10 for n in range(50)]  # each caller gets its own result
     assert store.groups.groups - before == 2  # the held one, then the fifty
     rows = _rows(store)
@@ -120,26 +129,11 @@ def test_writes_queued_together_commit_in_one_transaction(store: Store) -> None:
 
 def test_one_refused_write_fails_alone_and_the_others_commit(store: Store) -> None:
     calls = [(n, n == 4) for n in range(10)]
-    got = asyncio.run(_held_then(store, calls))
+    got = _grouped(store, _inserts(calls))
     assert isinstance(got[4], ValueError) and "write 4 refused" in str(got[4])
     assert [g for i, g in enumerate(got) if i != 4] == [n * 10 for n in range(10) if n != 4]
     # The group was rolled back and each ran again alone: nothing twice, nothing of 4.
     assert [n for n, _txn in _rows(store)] == [n for n in range(10) if n != 4]
-
-
-def _grouped(store: Store, calls: list[Any]) -> list[Any]:
-    """These grouped calls (fn(db)) queued behind a held group: written as one group."""
-
-    async def go() -> list[Any]:
-        held, release = await _hold(store)
-        tasks = [asyncio.ensure_future(store.groups.call(call)) for call in calls]
-        for _ in range(3):
-            await asyncio.sleep(0)
-        release.set()
-        await held
-        return await asyncio.gather(*tasks, return_exceptions=True)
-
-    return asyncio.run(go())
 
 
 def test_a_write_the_database_refuses_fails_alone(store: Store) -> None:
@@ -148,22 +142,21 @@ def test_a_write_the_database_refuses_fails_alone(store: Store) -> None:
     others commit, once each."""
     asyncio.run(store.write(lambda db: _insert(db, 100)))
     before = store.groups.groups
-    calls = [functools.partial(_insert, n=n) for n in (1, 2, 100, 3)]
-    got = _grouped(store, calls)
+    got = _grouped(store, _inserts([(n, False) for n in (1, 2, 100, 3)]))
     assert got[0] == 10 and got[1] == 20 and got[3] == 30
     assert isinstance(got[2], Exception) and ("t.n" in str(got[2]) or "t_pkey" in str(got[2]))
     assert [n for n, _txn in _rows(store)] == [1, 2, 3, 100]
     assert store.groups.groups - before == 2  # the held group, then the four (rolled back, then alone)
 
 
-def test_a_count_read_inside_a_group_is_its_statement_s(store: Store) -> None:
+def test_a_count_read_inside_a_group_is_the_true_count(store: Store) -> None:
     """A grouped write that reads how many rows its statement changed gets the true count,
     also while its group's statements are pipelined (PostgreSQL sends them without
     waiting, and the count arrives with the answer)."""
     asyncio.run(store.write(lambda db: [_insert(db, n) for n in (1, 2)]))
 
     def changed(db: Any, n: int) -> tuple[int, bool]:
-        pipelining = bool(getattr(db, "pipelining", False))
+        pipelining = sql.pipelining(db)
         return db.execute("UPDATE t SET txn = 'x' WHERE n = ?", [n]).rowcount, pipelining
 
     got = _grouped(store, [functools.partial(changed, n=n) for n in (1, 5, 2)])
@@ -307,16 +300,7 @@ def test_a_lost_lease_in_a_group_refuses_only_that_feed() -> None:
                 feed_store.update_feed(d, fid, {"last_http_status": 304, "leased_by": None}, holder="a")
                 return fid
 
-            async def group() -> list[Any]:
-                held, release = await _hold(a)
-                tasks = [asyncio.ensure_future(a.write_grouped(save, fid)) for fid in ids]
-                for _ in range(3):
-                    await asyncio.sleep(0)
-                release.set()
-                await held
-                return await asyncio.gather(*tasks, return_exceptions=True)
-
-            got = asyncio.run(group())
+            got = _grouped(a, [functools.partial(save, fid=fid) for fid in ids])
             assert got[0] == ids[0] and got[2] == ids[2]
             assert isinstance(got[1], feed_store.LeaseLost)
             rows = {r.id: r for r in feed_store.all_feeds(a.db)}
